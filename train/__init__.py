@@ -1,0 +1,1 @@
+"""Shared chassis: image IO, tf.data pipelines, the model registry, export, tiling, evaluation, the `llie` CLI."""
