@@ -1,0 +1,57 @@
+"""Registry entry of KinD: enhancer builder (weights the user converts), `--ratio`, converter, tiling hook."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kind_tf.convert import add_convert_arguments, convert_all, run_convert
+from kind_tf.pipeline import DEFAULT_RATIO, KinD, normalize_for_tiling
+from train.errors import NotAvailableError, WeightsMismatchError
+from train.registry import ExtraInput, ModelSpec
+
+_CONVERT_HINT = ("KinD's original weights carry no licence, so none ship with this project: convert your copy "
+                 "with `llie convert kind --checkpoint-dir <KinD>/checkpoint --out kind.weights.h5` and pass "
+                 "--weights kind.weights.h5")
+
+
+def build_enhancer(preset: str | None = None, weights: str | os.PathLike | None = None,
+                   mode: str = "evaluate") -> KinD:
+    """A built `KinD` loaded from `weights`: a `.weights.h5` from `llie convert kind`, or the official
+    `checkpoint/` folder itself (converted on the fly). There are no presets."""
+    if preset is not None:
+        raise NotAvailableError(f"KinD has no preset '{preset}' (it has none). {_CONVERT_HINT}")
+    if weights is None:
+        raise NotAvailableError(f"KinD needs weights. {_CONVERT_HINT}")
+    path = Path(weights)
+    if path.is_dir():
+        return convert_all(path, mode=mode)
+    if not path.is_file():
+        raise WeightsMismatchError(f"{path}: no such weights file. {_CONVERT_HINT}")
+    kind = KinD(mode=mode)
+    kind.build()
+    try:
+        kind.load_weights(str(path))
+    except (ValueError, OSError) as err:
+        raise WeightsMismatchError(f"{path}: not KinD weights from `llie convert kind` ({err})") from err
+    return kind
+
+
+# === Config ===
+
+SPEC = ModelSpec(
+    name="kind",
+    summary="KinD (Zhang et al., ACM MM 2019): Retinex decomposition, reflectance restoration, "
+            "illumination adjustment",
+    build_enhancer=build_enhancer,
+    presets=(),
+    default_preset=None,
+    extra_inputs=(
+        ExtraInput("ratio", DEFAULT_RATIO,
+                   "illumination adjustment ratio (brightening strength; the original evaluate.py uses 5.0)"),
+    ),
+    add_convert_arguments=add_convert_arguments,
+    run_convert=run_convert,
+    train_commands=(),
+    prepare_for_tiling=normalize_for_tiling,
+)

@@ -1,0 +1,87 @@
+"""KinD losses: every term against the official training scripts' values (losses.npz), quirks, Keras losses."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from losses_tf.kind import (DECOMPOSITION_WEIGHTS, KinDAdjustLoss, KinDRestorationLoss, adjust_loss,
+                            decomposition_loss, kind_gradient, kind_ssim, restoration_loss)
+from tests.reference import reference
+
+REL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def losses():
+    return reference("kind", "losses")
+
+
+def _close(value, expected, what):
+    assert float(value) == pytest.approx(float(expected), rel=REL), what
+
+
+def test_gradient_and_ssim_match_the_original(losses):
+    for direction in ("x", "y"):
+        np.testing.assert_allclose(kind_gradient(losses["grad_in"], direction), losses[f"grad_{direction}"],
+                                   atol=1e-6, rtol=0, err_msg=direction)
+    _close(kind_ssim(losses["ssim_a"], losses["ssim_b"]), losses["ssim_value"], "ssim")
+
+
+def test_decomposition_terms_weights_and_total_match(losses):
+    assert list(losses["dec_term_names"]) == list(DECOMPOSITION_WEIGHTS)
+    np.testing.assert_allclose(list(DECOMPOSITION_WEIGHTS.values()), losses["dec_term_weights"])
+    terms = decomposition_loss(*(losses[f"dec_{name}"] for name in
+                                 ("R_low", "I_low", "R_high", "I_high", "input_low", "input_high")))
+    for name in DECOMPOSITION_WEIGHTS:
+        _close(terms[name], losses[f"dec_{name}"], name)
+    _close(terms["total"], losses["dec_loss_Decom"], "total")
+
+
+def test_restoration_and_adjust_terms_match(losses):
+    terms = restoration_loss(losses["res_output_r"], losses["res_input_high_r"])
+    for ours, theirs in (("square", "square"), ("ssim", "ssim"), ("grad", "grad"), ("total", "restoration")):
+        _close(terms[ours], losses[f"res_loss_{theirs}"], ours)
+    terms = adjust_loss(losses["adj_output_i"], losses["adj_input_high_i"])
+    for ours, theirs in (("square", "square"), ("grad", "grad"), ("total", "adjust")):
+        _close(terms[ours], losses[f"adj_loss_{theirs}"], ours)
+
+
+def test_gradient_compares_with_zero_padding_and_normalises_over_the_whole_batch():
+    x = np.zeros((2, 3, 3, 1), np.float32)
+    x[0, 1, 2, 0], x[1, 2, 1, 0] = 1.0, 0.5
+    gx = kind_gradient(x, "x").numpy()[..., 0]
+    raw = np.zeros((2, 3, 3), np.float32)  # |x[i+1,j+1] − x[i+1,j]|, zero beyond the bottom/right edge
+    raw[0, 0, 1], raw[0, 0, 2] = 1.0, 1.0  # (0, 2) compares x[1, 2] with the zero pad
+    raw[1, 1, 0], raw[1, 1, 1] = 0.5, 0.5
+    np.testing.assert_allclose(gx, raw / (1.0 + 1e-4), rtol=1e-6)  # batch item 1 is scaled by item 0's max
+    with pytest.raises(ValueError, match="direction"):
+        kind_gradient(x, "z")
+
+
+def test_ssim_of_identical_images_is_one_and_drops_with_noise():
+    image = np.random.default_rng(0).random((1, 16, 16, 1), np.float32)
+    assert float(kind_ssim(image, image)) == pytest.approx(1.0, abs=1e-6)
+    assert float(kind_ssim(image, np.clip(image + 0.2, 0, 1))) < 0.99
+
+
+def test_keras_losses_equal_the_totals_are_float32_and_serialise(losses):
+    restoration = KinDRestorationLoss()
+    _close(restoration(losses["res_input_high_r"], losses["res_output_r"]), losses["res_loss_restoration"], "res")
+    adjust = KinDAdjustLoss()
+    bf16 = tf.cast(losses["adj_output_i"], tf.bfloat16)
+    value = adjust(tf.cast(losses["adj_input_high_i"], tf.bfloat16), bf16)
+    assert value.dtype == tf.float32
+    expected = adjust_loss(tf.cast(bf16, tf.float32), tf.cast(losses["adj_input_high_i"], tf.bfloat16))["total"]
+    assert float(value) == pytest.approx(float(expected), rel=1e-6)
+    for loss in (restoration, adjust):
+        clone = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert type(clone) is type(loss) and clone.name == loss.name
+
+
+def test_losses_have_finite_gradients_with_flat_inputs():
+    flat = tf.Variable(tf.fill((2, 16, 16, 1), 0.5))
+    with tf.GradientTape() as tape:
+        total = adjust_loss(flat, tf.zeros((2, 16, 16, 1)))["total"]
+    gradient = tape.gradient(total, flat)
+    assert np.isfinite(gradient.numpy()).all() and np.abs(gradient.numpy()).max() > 0
