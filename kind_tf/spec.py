@@ -54,4 +54,6 @@ SPEC = ModelSpec(
     run_convert=run_convert,
     train_commands=(),
     prepare_for_tiling=normalize_for_tiling,
+    # `llie evaluate --protocol gt-ratio`: the ratio evaluate_LOLdataset.py derives from the ground truth.
+    extras_from_reference=lambda kind, low, high: {"ratio": kind.lol_ratio(low, high)},
 )
