@@ -1,0 +1,160 @@
+"""Tiled inference (train/tiling.py): geometry, exactness for local models, bounded drift for global ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from tests.reference import REPO_ROOT
+from train.tiling import axis_weights, enhance_tiled, tile_starts
+
+
+@keras.saving.register_keras_serializable(package="tests_tiling")
+class ConvStack(keras.Model):
+    """`depth` zero-padded 3×3 convs: an output pixel depends on inputs within `depth` pixels (radius r)."""
+
+    def __init__(self, depth: int = 2, width: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        self.depth, self.width = depth, width
+        self.convs = [keras.layers.Conv2D(3 if i == depth - 1 else width, 3, padding="same",
+                                          activation=None if i == depth - 1 else "tanh") for i in range(depth)]
+
+    def call(self, image):
+        x = image
+        for conv in self.convs:
+            x = conv(x)
+        return keras.ops.sigmoid(x + image)
+
+    def get_config(self):
+        return {**super().get_config(), "depth": self.depth, "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package="tests_tiling")
+class GlobalGain(keras.Model):
+    """out = clip(image · gain), gain = 0.3 / mean(image) per image unless given: depends on global statistics."""
+
+    def call(self, image, gain=None):
+        if gain is None:
+            gain = 0.3 / keras.ops.mean(image, axis=(1, 2, 3))
+        return keras.ops.clip(image * gain[:, None, None, None], 0.0, 1.0)
+
+
+def _image(height, width, seed=0):
+    return np.random.default_rng(seed).uniform(0.0, 0.5, (height, width, 3)).astype(np.float32)
+
+
+def _whole(model, image, **kwargs):
+    return model(image[None], **kwargs).numpy()[0]
+
+
+@pytest.fixture(scope="module")
+def conv2():
+    keras.utils.set_random_seed(3)
+    model = ConvStack(2)
+    model(np.zeros((1, 8, 8, 3), np.float32))
+    return model
+
+
+def test_geometry_covers_every_pixel_with_weights_summing_to_one():
+    for length in range(1, 50):
+        for tile in range(3, 24):
+            for overlap in range(0, (tile + 1) // 2):
+                starts = tile_starts(length, tile, overlap)
+                weights = axis_weights(length, tile, overlap)
+                size = min(tile, length)
+                total = np.zeros(length)
+                for start, weight in zip(starts, weights):
+                    assert 0 <= start and start + size <= length
+                    total[start:start + size] += weight
+                    # no weight within overlap/2 of an edge shared with a neighbouring tile
+                    margin = overlap // 2  # = the largest receptive radius r with 2r <= overlap
+                    if start > 0 and margin:
+                        assert weight[:margin].max() == 0.0
+                    if start + size < length and margin:
+                        assert weight[-margin:].max() == 0.0
+                np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    assert tile_starts(100, 32, 4) == [0, 24, 48, 68]
+    with pytest.raises(ValueError, match="tile > 2\\*overlap"):
+        enhance_tiled(lambda x: x, _image(40, 40), tile=16, overlap=8)
+
+
+def test_pointwise_enhancer_tiled_equals_whole():
+    image = _image(70, 97)
+    gamma = lambda x, ratio: np.clip(x ** 0.5 * ratio[:, None, None, None], 0, 1)  # noqa: E731
+    tiled = enhance_tiled(gamma, image, tile=32, overlap=8, extras={"ratio": 1.5})
+    np.testing.assert_array_equal(tiled, gamma(image[None], np.array([1.5], np.float32))[0])
+
+
+@pytest.mark.parametrize("height, width, tile, overlap", [(50, 77, 24, 4), (37, 53, 16, 5), (64, 64, 20, 6)])
+def test_local_conv_enhancer_tiled_equals_whole_when_overlap_covers_receptive_field(conv2, height, width, tile,
+                                                                                   overlap):
+    image = _image(height, width, seed=height)
+    whole = _whole(conv2, image)
+    tiled = enhance_tiled(conv2, image, tile=tile, overlap=overlap)
+    assert tiled.shape == image.shape and tiled.dtype == np.float32
+    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+
+
+def test_too_little_overlap_shows_seams_and_batching_does_not_matter(conv2):
+    image = _image(50, 77, seed=1)
+    whole = _whole(conv2, image)
+    assert np.abs(enhance_tiled(conv2, image, tile=24, overlap=1) - whole).max() > 1e-3  # 2r = 4 > 1
+    one = enhance_tiled(conv2, image, tile=24, overlap=4)
+    np.testing.assert_allclose(enhance_tiled(conv2, image, tile=24, overlap=4, batch_size=5), one, atol=1e-6)
+
+
+@pytest.mark.parametrize("tile", [64, 200])
+def test_tile_not_smaller_than_image_is_whole_image_inference(conv2, tile):
+    image = _image(37, 64, seed=2)
+    np.testing.assert_array_equal(enhance_tiled(conv2, image, tile=tile, overlap=16), _whole(conv2, image))
+
+
+def test_global_statistics_model_bounded_drift_and_prepare_hook():
+    model = GlobalGain()
+    image = _image(96, 128, seed=4)
+    whole = _whole(model, image)
+    tiled = enhance_tiled(model, image, tile=48, overlap=8)
+    # Each tile uses its own mean: relative drift ≤ the worst tile mean's deviation from the global mean.
+    means = [image[t:t + 48, l:l + 48].mean() for t in tile_starts(96, 48, 8) for l in tile_starts(128, 48, 8)]
+    bound = max(abs(image.mean() / m - 1.0) for m in means)
+    assert 0.0 < bound < 0.03
+    assert np.abs(tiled - whole).max() <= bound * whole.max() + 1e-6
+    assert np.abs(tiled - whole).max() > 1e-5  # the drift is real without the hook
+    # A prepare hook computes the global statistic once: tiling becomes exact again.
+    prepare = lambda img: (img, {"gain": 0.3 / img.mean(dtype=np.float64)})  # noqa: E731
+    tiled_prepared = enhance_tiled(model, image, tile=48, overlap=8, prepare=prepare)
+    np.testing.assert_allclose(tiled_prepared, whole, atol=1e-6, rtol=0)
+
+
+_PEAK_RSS_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np, keras
+    sys.path.insert(0, sys.argv[1])
+    from tests.test_tiling import ConvStack
+    from train.tiling import enhance_tiled
+    keras.utils.set_random_seed(0)
+    # Wider than SCI (3 channels): one 32-channel 4K activation alone is 1 GB, so whole-image inference
+    # would peak far above 2 GB; tiles of 512 keep each activation at 32 MB.
+    model = ConvStack(3, width=32)
+    image = np.random.default_rng(0).uniform(0, 0.3, (2160, 3840, 3)).astype(np.float32)
+    out = enhance_tiled(model, image, tile=512, overlap=32)
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "shape": list(out.shape)}))
+""")
+
+
+@pytest.mark.slow
+def test_4k_image_peak_memory_below_2gb():
+    done = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, str(REPO_ROOT)], capture_output=True,
+                          text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"4K tiled peak RSS: {result['peak_rss_mb']:.0f} MB")
+    assert result["shape"] == [2160, 3840, 3]
+    assert result["peak_rss_mb"] < 2048

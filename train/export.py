@@ -1,0 +1,297 @@
+"""Deployment: any registered enhancer → SavedModel or TFLite, and the `llie export` subcommand.
+
+Written once for every model through the enhancer contract (train/registry.py): the exported functions call
+`enhancer(image, training=False, **extras)` and nothing model-specific. Both exporters write atomically (to a
+temporary path beside the target, then a rename), so a crash never leaves a half-written artefact.
+
+TensorFlow is imported inside the functions, so building the `llie` parser (`llie --help`) stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from train import registry
+from train.errors import DatasetLayoutError, NotAvailableError, WeightsMismatchError
+from train.registry import ExtraInput
+
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+FORMATS = ("savedmodel", "tflite")
+
+
+# === Signatures ===
+
+
+def _ensure_built(enhancer: Any, extra_inputs: Sequence[ExtraInput]) -> None:
+    """Create the variables of an enhancer that has never been called (export needs them)."""
+    if not enhancer.built:
+        extras = {e.name: np.full((1,), e.default, np.float32) for e in extra_inputs}
+        enhancer(np.zeros((1, 16, 16, 3), np.float32), training=False, **extras)
+
+
+def _input_signature(extra_inputs: Sequence[ExtraInput], batch: int | None, image_dtype: Any) -> list:
+    """TensorSpecs [image (batch, H, W, 3), one (batch,) float32 per extra input]; H and W are always dynamic."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec([batch, None, None, 3], image_dtype, name="image")]
+    specs += [tf.TensorSpec([batch], tf.float32, name=extra.name) for extra in extra_inputs]
+    return specs
+
+
+def _serving_fn(enhancer: Any, extra_inputs: Sequence[ExtraInput], *, uint8: bool = False) -> Callable:
+    """fn(image, *extras) -> {"enhanced": ...}; the extras arrive positionally, in `extra_inputs` order.
+
+    Positional varargs let the signature input names come from the TensorSpec names (image, ratio, ...).
+    The uint8 variant maps 0..255 → [0,1] and rounds the result (half to even, like `train.io.to_uint8`).
+    """
+    import tensorflow as tf
+
+    names = [extra.name for extra in extra_inputs]
+
+    def serve(image, *extras):
+        pixels = tf.cast(image, tf.float32) / 255.0 if uint8 else image
+        enhanced = enhancer(pixels, training=False, **dict(zip(names, extras)))
+        if uint8:
+            enhanced = tf.cast(tf.round(tf.clip_by_value(enhanced, 0.0, 1.0) * 255.0), tf.uint8)
+        return {"enhanced": enhanced}
+
+    return serve
+
+
+def describe_signature(name: str, extra_inputs: Sequence[ExtraInput], *, batch: str = "N",
+                       dtype: str = "float32") -> str:
+    """One line, e.g. `serving_default: image float32 [N,H,W,3], ratio float32 [N] -> enhanced float32 [N,H,W,3]`."""
+    inputs = [f"image {dtype} [{batch},H,W,3]"] + [f"{e.name} float32 [{batch}]" for e in extra_inputs]
+    return f"{name}: {', '.join(inputs)} -> enhanced {dtype} [{batch},H,W,3]"
+
+
+def _write_archive(enhancer: Any, path: str, endpoints: dict[str, tuple[Callable, list]]) -> None:
+    """SavedModel at `path` with one named signature per endpoint (keras ExportArchive: variables frozen by
+    the TFLite converter, unlike a bare tf.Module, whose resource variables the converter leaves unset)."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(enhancer)
+    for name, (fn, signature) in endpoints.items():
+        archive.add_endpoint(name, fn, input_signature=signature)
+    archive.write_out(path, verbose=False)
+
+
+# === Atomic output ===
+
+
+def _sibling(target: Path) -> Path:
+    """A fresh hidden path beside `target`. Created by the caller with plain mkdir/open, not mkdtemp/mkstemp,
+    so the result gets the usual permissions (umask) instead of owner-only ones."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    """Move `tmp` (file or folder) to `target`, replacing whatever was there; the old copy goes last."""
+    if target.is_dir() and not target.is_symlink():
+        old = _sibling(target)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, target)
+
+
+# === SavedModel ===
+
+
+def export_savedmodel(enhancer: Any, out_dir: str | os.PathLike, *,
+                      extra_inputs: Sequence[ExtraInput] = ()) -> Path:
+    """Write `enhancer` as a SavedModel with two signatures, any batch and any H×W:
+
+    - "serving_default": image float32 [N,H,W,3] in [0,1] (+ each extra input float32 [N]) →
+      {"enhanced": float32 [N,H,W,3] in [0,1]};
+    - "serving_uint8": image uint8 [N,H,W,3] (+ extras) → {"enhanced": uint8, rounded}.
+    """
+    out_dir = Path(out_dir)
+    _ensure_built(enhancer, extra_inputs)
+    import tensorflow as tf
+
+    endpoints = {
+        "serving_default": (_serving_fn(enhancer, extra_inputs), _input_signature(extra_inputs, None, tf.float32)),
+        "serving_uint8": (_serving_fn(enhancer, extra_inputs, uint8=True),
+                          _input_signature(extra_inputs, None, tf.uint8)),
+    }
+    tmp = _sibling(out_dir)
+    tmp.mkdir()
+    try:
+        _write_archive(enhancer, str(tmp), endpoints)
+        _replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+# === TFLite ===
+
+
+def _conversion_error(err: Exception, quantize: str) -> NotAvailableError:
+    """The converter's long MLIR dump → one line naming the ops TFLITE_BUILTINS lacks, or the first error line
+    (the quantizer raises RuntimeError, often with its reason only in the log it printed)."""
+    text = str(err)
+    ops = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", text)))
+    if ops:
+        return NotAvailableError(f"TFLite conversion needs ops outside TFLITE_BUILTINS: {', '.join(ops)}")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = next((line for line in lines if "error" in line.lower()), lines[0] if lines else
+                 "see the converter's messages above")
+    stage = "conversion" if quantize == "none" else f"conversion with {quantize} quantization"
+    return NotAvailableError(f"TFLite {stage} failed: {first[:300]}")
+
+
+def export_tflite(enhancer: Any, out_path: str | os.PathLike, *, quantize: str = "none",
+                  representative_images: Sequence[np.ndarray] | None = None,
+                  extra_inputs: Sequence[ExtraInput] = (), calibration_size: int = 256,
+                  calibration_samples: int = 32) -> Path:
+    """Write `enhancer` as a .tflite with signature "serving_default": image float32 [1,H,W,3] (dynamic H, W;
+    resize with `resize_tensor_input`) + each extra input float32 [1] → {"enhanced": float32 [1,H,W,3]}.
+
+    Only TFLITE_BUILTINS ops are allowed (no Flex), so conversion fails loudly (`NotAvailableError`) when the
+    model needs anything else. `quantize`:
+    - "none": float32; "float16": float16 weights, float32 compute; "dynamic": int8 weights, float activations;
+    - "int8": full-integer weights and activations (TFLITE_BUILTINS_INT8 only) with float32 inputs/outputs,
+      calibrated on `calibration_samples` random crops of one shape (≤ `calibration_size` px a side, see
+      `train.tflite.calibration_crops`) of `representative_images` (float32 H×W×3 in [0,1]); extra inputs are
+      calibrated at their default value.
+    """
+    from train.tflite import calibration_crops
+
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if quantize == "int8" and not representative_images:
+        raise ValueError("int8 quantization needs representative_images for calibration")
+    out_path = Path(out_path)
+    _ensure_built(enhancer, extra_inputs)
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="llie-tflite-") as saved_model:
+        signature = _input_signature(extra_inputs, 1, tf.float32)
+        _write_archive(enhancer, saved_model, {"serving_default": (_serving_fn(enhancer, extra_inputs), signature)})
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serving_default"])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            crops = calibration_crops(representative_images, size=calibration_size, count=calibration_samples)
+            extras = {e.name: np.full((1,), e.default, np.float32) for e in extra_inputs}
+            converter.representative_dataset = lambda: ({"image": crop, **extras} for crop in crops)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        try:
+            with warnings.catch_warnings():
+                # The calibrator itself still uses the deprecated tf.lite.Interpreter; not our call to fix.
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                flatbuffer = converter.convert()
+        except Exception as err:
+            # The quantizer raises RuntimeError; the converter its ConverterError (private module: matched by name).
+            if not isinstance(err, RuntimeError) and type(err).__name__ != "ConverterError":
+                raise
+            raise _conversion_error(err, quantize) from err
+    tmp = _sibling(out_path)
+    try:
+        tmp.write_bytes(flatbuffer)
+        _replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+# === CLI ===
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `llie export`."""
+    parser.description = (
+        "Export a model's enhancer to a SavedModel folder (signatures serving_default: float32 [N,H,W,3] in [0,1]"
+        " -> 'enhanced'; serving_uint8: uint8 -> uint8) or to a .tflite file (float32 [1,H,W,3], resize the"
+        " input to any H×W before allocate_tensors). Extra inputs (e.g. KinD's ratio) become named inputs.")
+    parser.add_argument("--model", default="sci", metavar="NAME",
+                        help=f"model to export (default: sci; known: {', '.join(registry.names())})")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--preset", metavar="P", help="named pretrained weights of the model (default: the "
+                         "model's default preset)")
+    weights.add_argument("--weights", metavar="PATH", help="a .weights.h5 file (e.g. from `llie train` or "
+                         "`llie convert`) instead of a preset")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="savedmodel (a folder) or tflite (a file); default: tflite when -o ends in .tflite, "
+                             "else savedmodel")
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none",
+                        help="TFLite only: none (float32), float16 (half-size weights), dynamic (int8 weights), "
+                             "int8 (full-integer, float32 I/O; needs --calibration)")
+    parser.add_argument("--calibration", metavar="DIR",
+                        help="folder of representative low-light images to calibrate --quantize int8")
+    parser.add_argument("--calibration-size", type=int, default=256, metavar="PX",
+                        help="side of the random calibration crops (default: 256)")
+    parser.add_argument("--calibration-samples", type=int, default=32, metavar="N",
+                        help="number of calibration crops, cycling over the images (default: 32)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="where to write: a folder (SavedModel) or a .tflite file; replaced atomically")
+
+
+def _build_enhancer(spec: registry.ModelSpec, preset: str | None, weights: str | None) -> Any:
+    """`spec.build_enhancer` after checking the preset name / weights file, so mistakes give one-line errors."""
+    if weights is not None:
+        if not Path(weights).exists():  # a file, or a folder for models that convert a checkpoint on the fly
+            raise WeightsMismatchError(f"{weights}: no such weights file")
+        try:
+            return spec.build_enhancer(weights=weights)
+        except (OSError, ValueError) as err:
+            raise WeightsMismatchError(f"{weights}: cannot load into model '{spec.name}' ({err})") from err
+    preset = preset or spec.default_preset
+    if preset is None:
+        raise NotAvailableError(f"model '{spec.name}' has no default preset: pass --weights")
+    if preset not in spec.presets:
+        known = ", ".join(spec.presets) or "none"
+        raise NotAvailableError(f"model '{spec.name}' has no preset '{preset}' (presets: {known})")
+    return spec.build_enhancer(preset=preset)
+
+
+def _calibration_images(folder: str | None) -> list[np.ndarray]:
+    from train.folders import list_images
+    from train.io import read_image
+
+    if folder is None:
+        raise DatasetLayoutError("--quantize int8 needs --calibration DIR (representative images)")
+    return [read_image(path) for path in list_images(folder)]
+
+
+def run(args: argparse.Namespace) -> int:
+    """`llie export`: build the enhancer, export it, print where the result is and its signature."""
+    output = Path(args.output)
+    fmt = args.format or ("tflite" if output.suffix.lower() == ".tflite" else "savedmodel")
+    if fmt == "savedmodel" and args.quantize != "none":
+        raise NotAvailableError("--quantize applies to --format tflite only")
+    spec = registry.get(args.model)
+    images = _calibration_images(args.calibration) if args.quantize == "int8" else None
+    enhancer = _build_enhancer(spec, args.preset, args.weights)
+    if fmt == "savedmodel":
+        export_savedmodel(enhancer, output, extra_inputs=spec.extra_inputs)
+        lines = [describe_signature("serving_default", spec.extra_inputs),
+                 describe_signature("serving_uint8", spec.extra_inputs, dtype="uint8")]
+    else:
+        export_tflite(enhancer, output, quantize=args.quantize, representative_images=images,
+                      extra_inputs=spec.extra_inputs, calibration_size=args.calibration_size,
+                      calibration_samples=args.calibration_samples)
+        lines = [describe_signature("serving_default", spec.extra_inputs, batch="1")
+                 + ("" if args.quantize == "none" else f" ({args.quantize} quantized)")]
+    print(f"llie export: wrote {args.model} {fmt} to {output}")
+    for line in lines:
+        print(f"  signature {line}")
+    return 0
