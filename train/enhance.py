@@ -53,7 +53,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tile", type=int, metavar="N",
                        help="enhance in overlapping N×N tiles (bounded memory for large images)")
     group.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, metavar="PX",
-                       help=f"pixels of context shared by adjacent tiles (default {DEFAULT_TILE_OVERLAP})")
+                       help=f"pixels of context each tile reads past a seam, per side (default {DEFAULT_TILE_OVERLAP})")
     extras: dict[str, tuple[registry.ExtraInput, list[str]]] = {}
     for spec in specs:
         for extra in spec.extra_inputs:
