@@ -45,6 +45,8 @@ def test_installed_console_script():
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0
     assert "usage: llie" in result.stdout and "enhance" in result.stdout
+    # TensorFlow's native start-up notices (printed before absl logging starts) are kept off the terminal.
+    assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("command", ["enhance", "evaluate"])

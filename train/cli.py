@@ -90,9 +90,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow and initialise its devices with the process's stderr (fd 2) sent to /dev/null.
+
+    TF 2.21 prints oneDNN/CUDA notices from C++ before absl logging is initialised, where TF_CPP_MIN_LOG_LEVEL
+    cannot silence them; a newcomer should see our one-line messages, not those. Python-level errors still
+    surface: the descriptor is restored before any exception propagates. Set LLIE_TF_LOGS=1 to keep the notices.
+    """
+    if os.environ.get("LLIE_TF_LOGS") == "1" or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_logical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llie` console script; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _import_tensorflow_quietly()  # the model registry entries import TensorFlow while the parser is built
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
