@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from train.errors import ImageReadError, ImageWriteError
 
@@ -16,6 +18,17 @@ from train.errors import ImageReadError, ImageWriteError
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
 _WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates its file as 0600; outputs get the mode a plain open() would give them (0666 minus the umask,
+# read once here because reading it means setting it, which is not thread-safe).
+_OUTPUT_MODE = 0o666 & ~_current_umask()
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -41,6 +54,24 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
+@contextlib.contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    """Open `path` with Pillow, turning every way it can fail into an `ImageReadError` naming the file."""
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                yield img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
+    except Image.UnidentifiedImageError as err:
+        raise ImageReadError(f"{path}: not an image Pillow can read") from err
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file into float32 RGB in [0,1], shape (H, W, 3).
 
@@ -48,22 +79,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     is applied. Raises `ImageReadError` naming the file for a missing, unreadable, truncated, non-image or
     decompression-bomb file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb_array(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
-    except Image.UnidentifiedImageError as err:
-        raise ImageReadError(f"{path}: not an image Pillow can read") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+    with _open_image(Path(path)) as img:
+        img.load()
+        return _to_rgb_array(ImageOps.exif_transpose(img))
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) that `read_image` will return, from the file header only (no pixel decoding).
+
+    Cheap enough to check a whole dataset before training. Raises `ImageReadError` like `read_image` for a
+    missing, non-image or decompression-bomb file; a truncated body is only found by `read_image`.
+    """
+    with _open_image(Path(path)) as img:
+        width, height = img.size
+        # EXIF orientations 5-8 are transposes: read_image returns the image with its sides swapped. The base
+        # class getexif reads only what the header gave; PngImageFile.getexif would decode the whole image.
+        if Image.Image.getexif(img).get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):
+            return width, height
+        return height, width
 
 
 def to_uint8(image: np.ndarray, rounding: str = "round") -> np.ndarray:
@@ -108,6 +141,7 @@ def write_image(
         raise ImageWriteError(f"{path}: cannot write ({err})") from err
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), _OUTPUT_MODE)
             options = {"quality": quality} if fmt == "JPEG" else {}
             Image.fromarray(pixels).save(handle, format=fmt, **options)
         os.replace(tmp, path)

@@ -1,0 +1,237 @@
+"""train.io: every Pillow mode → float32 RGB [0,1], EXIF orientation, clear errors, atomic writes."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from train.errors import ImageReadError, ImageWriteError
+from train.io import IMAGE_SUFFIXES, is_image_path, read_image, read_image_size, to_uint8, write_image
+
+RGB = np.array([[[0, 0, 0], [255, 128, 1]], [[10, 20, 30], [200, 100, 50]], [[1, 2, 3], [4, 5, 6]]], np.uint8)
+
+
+def _save(path, array, mode=None, **options):
+    Image.fromarray(array, mode).save(path, **options) if mode else Image.fromarray(array).save(path, **options)
+    return path
+
+
+def _check_layout(image, shape):
+    assert image.dtype == np.float32 and image.shape == shape
+    assert image.min() >= 0.0 and image.max() <= 1.0
+
+
+# === Reading: modes ===
+
+
+def test_rgb_png_values_are_exact(tmp_path):
+    image = read_image(_save(tmp_path / "a.png", RGB))
+    _check_layout(image, (3, 2, 3))
+    np.testing.assert_array_equal(image, RGB.astype(np.float32) / 255.0)
+
+
+def test_grayscale_is_repeated_over_channels(tmp_path):
+    grey = np.array([[0, 17], [128, 255]], np.uint8)
+    image = read_image(_save(tmp_path / "g.png", grey))
+    _check_layout(image, (2, 2, 3))
+    np.testing.assert_array_equal(image, np.repeat(grey[..., None] / np.float32(255.0), 3, axis=-1))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_is_composited_on_black(tmp_path, mode):
+    alpha = np.array([[255, 0], [128, 64]], np.uint8)
+    colour = np.full((2, 2, 3), 200, np.uint8)
+    if mode == "RGBA":
+        Image.fromarray(np.dstack([colour, alpha]), "RGBA").save(tmp_path / "a.png")
+    else:
+        Image.fromarray(np.dstack([colour[..., 0], alpha]), "LA").save(tmp_path / "a.png")
+    image = read_image(tmp_path / "a.png")
+    _check_layout(image, (2, 2, 3))
+    # Pillow's alpha_composite on black: round(200 * a / 255) per channel.
+    want = np.round(200 * alpha.astype(np.float64) / 255.0) / 255.0
+    np.testing.assert_allclose(image, np.repeat(want[..., None], 3, -1), atol=1.5 / 255)
+    assert image[0, 1].max() == 0.0 and image[0, 0].min() == np.float32(200 / 255)
+
+
+def test_palette_without_transparency(tmp_path):
+    palette_image = Image.fromarray(RGB).convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    palette_image.save(tmp_path / "p.png")
+    image = read_image(tmp_path / "p.png")
+    np.testing.assert_array_equal(image, np.asarray(palette_image.convert("RGB"), np.float32) / 255.0)
+    np.testing.assert_array_equal(image, RGB.astype(np.float32) / 255.0)  # 6 colours fit an 8-entry palette
+
+
+def test_palette_transparent_entry_becomes_black(tmp_path):
+    indices = np.array([[0, 1], [1, 0]], np.uint8)
+    palette_image = Image.fromarray(indices, "P")
+    palette_image.putpalette([250, 10, 10, 20, 200, 30] + [0] * 762)
+    palette_image.save(tmp_path / "t.png", transparency=0)
+    image = read_image(tmp_path / "t.png")
+    np.testing.assert_array_equal(image[0, 0], [0, 0, 0])  # index 0 transparent
+    np.testing.assert_array_equal(image[0, 1], np.array([20, 200, 30], np.float32) / 255.0)
+
+
+def test_16_bit_grey_divides_by_65535(tmp_path):
+    values = np.array([[0, 1000], [40000, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "d.png")
+    with Image.open(tmp_path / "d.png") as opened:
+        assert opened.mode.startswith("I")
+    image = read_image(tmp_path / "d.png")
+    _check_layout(image, (2, 2, 3))
+    np.testing.assert_allclose(image[..., 0], values / 65535.0, rtol=1e-6)
+    np.testing.assert_array_equal(image[..., 0], image[..., 2])
+
+
+def test_dark_16_bit_image_is_not_mistaken_for_8_bit(tmp_path):
+    values = np.array([[0, 100], [200, 255]], np.uint16)  # all ≤ 255, still 16-bit data
+    Image.fromarray(values).save(tmp_path / "dark.png")
+    np.testing.assert_allclose(read_image(tmp_path / "dark.png")[..., 1], values / 65535.0, rtol=1e-6)
+
+
+def test_cmyk_jpeg_is_converted_to_rgb(tmp_path):
+    cmyk = Image.new("CMYK", (4, 3), (0, 255, 255, 0))  # pure red
+    cmyk.save(tmp_path / "c.jpg", quality=100)
+    image = read_image(tmp_path / "c.jpg")
+    _check_layout(image, (3, 4, 3))
+    np.testing.assert_allclose(image.mean(axis=(0, 1)), [1.0, 0.0, 0.0], atol=0.03)
+
+
+@pytest.mark.parametrize("orientation, transform", [
+    (3, lambda a: np.rot90(a, 2)),  # rotate 180
+    (6, lambda a: np.rot90(a, -1)),  # rotate 90 clockwise (sides swap)
+    (8, lambda a: np.rot90(a, 1)),  # rotate 90 counter-clockwise
+])
+def test_exif_orientation_is_applied(tmp_path, orientation, transform):
+    # Blocks of 8x8 pixels survive JPEG well enough to tell the orientations apart.
+    blocks = np.kron(np.array([[0, 250, 0], [120, 0, 0]], np.uint8), np.ones((8, 8), np.uint8))
+    array = np.repeat(blocks[..., None], 3, -1)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(array).save(tmp_path / "o.jpg", exif=exif, quality=100)
+    image = read_image(tmp_path / "o.jpg")
+    want = transform(array).astype(np.float32) / 255.0
+    assert image.shape == want.shape
+    np.testing.assert_allclose(image, want, atol=12 / 255)
+    assert read_image_size(tmp_path / "o.jpg") == image.shape[:2]
+
+
+# === Reading: errors ===
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ImageReadError, match="nothere.png"):
+        read_image(tmp_path / "nothere.png")
+
+
+def test_non_image_with_image_suffix_is_named(tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ImageReadError, match=r"notes\.png: not an image"):
+        read_image(tmp_path / "notes.png")
+    with pytest.raises(ImageReadError, match=r"notes\.png"):
+        read_image_size(tmp_path / "notes.png")
+
+
+def test_corrupt_and_truncated_files_are_named(tmp_path):
+    data = (_save(tmp_path / "good.png", np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
+            ).read_bytes()
+    (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
+    corrupt = bytearray(data)
+    corrupt[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+    (tmp_path / "corrupt.png").write_bytes(bytes(corrupt))
+    assert read_image_size(tmp_path / "truncated.png") == (64, 64)  # the header alone is fine
+    for name in ("truncated.png", "corrupt.png"):
+        with pytest.raises(ImageReadError, match=rf"{name}: corrupt or truncated"):
+            read_image(tmp_path / name)
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    _save(tmp_path / "big.png", np.zeros((20, 20, 3), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 400 px: > 2x the limit → Pillow's error
+    with pytest.raises(ImageReadError, match=r"big\.png: image too large"):
+        read_image(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # between 1x and 2x → Pillow only warns; still refused
+    with pytest.raises(ImageReadError, match=r"big\.png: image too large"):
+        read_image(tmp_path / "big.png")
+    with pytest.raises(ImageReadError, match=r"big\.png: image too large"):
+        read_image_size(tmp_path / "big.png")
+
+
+def test_suffixes():
+    assert is_image_path("a/B.PNG") and is_image_path("x.jpeg") and ".tif" in IMAGE_SUFFIXES
+    assert not is_image_path("README.txt") and not is_image_path(".DS_Store")
+
+
+# === Writing ===
+
+
+def test_png_round_trip_is_exact(tmp_path):
+    image = RGB.astype(np.float32) / 255.0
+    write_image(tmp_path / "out.png", image)
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png"), image)
+    assert os.listdir(tmp_path) == ["out.png"]  # no temporary file left
+
+
+def test_format_is_chosen_by_suffix(tmp_path):
+    image = np.full((8, 8, 3), 0.5, np.float32)
+    for name, fmt in (("a.png", "PNG"), ("b.JPG", "JPEG"), ("c.jpeg", "JPEG")):
+        write_image(tmp_path / name, image)
+        with Image.open(tmp_path / name) as opened:
+            assert opened.format == fmt
+    with pytest.raises(ImageWriteError, match=r"d\.bmp"):
+        write_image(tmp_path / "d.bmp", image)
+
+
+def test_truncate_versus_round():
+    values = np.array([0.0, 0.5 / 255, 1.6 / 255, 254.5 / 255, 1.0, 1.2, -0.1], np.float32)
+    np.testing.assert_array_equal(to_uint8(values, "truncate"), [0, 0, 1, 254, 255, 255, 0])
+    np.testing.assert_array_equal(to_uint8(values, "round"), [0, 0, 2, 254, 255, 255, 0])  # 0.5 → even
+    with pytest.raises(ValueError):
+        to_uint8(values, "floor")
+
+
+def test_write_rounding_option(tmp_path):
+    image = np.full((1, 1, 3), 1.6 / 255, np.float32)
+    write_image(tmp_path / "t.png", image, rounding="truncate")
+    write_image(tmp_path / "r.png", image)
+    assert read_image(tmp_path / "t.png")[0, 0, 0] * 255 == pytest.approx(1.0)
+    assert read_image(tmp_path / "r.png")[0, 0, 0] * 255 == pytest.approx(2.0)
+
+
+def test_failed_save_leaves_existing_target_untouched(tmp_path, monkeypatch):
+    target = tmp_path / "keep.png"
+    write_image(target, np.zeros((4, 4, 3), np.float32))
+    before = target.read_bytes()
+
+    def failing_save(self, fp, *args, **kwargs):
+        fp.write(b"half an image")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(ImageWriteError, match=r"keep\.png: cannot write \(disk full\)"):
+        write_image(target, np.ones((4, 4, 3), np.float32))
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["keep.png"]
+
+
+def test_refuses_to_overwrite_a_protected_input(tmp_path):
+    source = _save(tmp_path / "in.png", RGB)
+    before = source.read_bytes()
+    with pytest.raises(ImageWriteError, match=r"in\.png: refusing to overwrite"):
+        write_image(tmp_path / "sub" / ".." / "in.png", np.zeros((2, 2, 3)), protect=(source,))
+    assert source.read_bytes() == before
+
+
+def test_written_file_gets_ordinary_permissions(tmp_path):
+    write_image(tmp_path / "p.png", np.zeros((2, 2, 3)))
+    (tmp_path / "plain").write_bytes(b"")
+    assert os.stat(tmp_path / "p.png").st_mode == os.stat(tmp_path / "plain").st_mode
+
+
+def test_grey_and_single_channel_shapes(tmp_path):
+    write_image(tmp_path / "g.png", np.full((3, 4, 1), 1.0, np.float32))
+    image = read_image(tmp_path / "g.png")
+    _check_layout(image, (3, 4, 3))
+    assert image.min() == 1.0
+    with pytest.raises(ImageWriteError, match=r"x\.png: expected"):
+        write_image(tmp_path / "x.png", np.zeros((3, 4, 2)))

@@ -1,0 +1,258 @@
+"""tf.data pipelines for the three kinds of training data, and full-image evaluation pipelines.
+
+- `paired_dataset`: LOL pairs (KinD) → batches of (low, high), each (B, P, P, 3).
+- `unpaired_dataset`: EnlightenGAN trainA/trainB → batches of (low, normal), the two sides drawn independently.
+- `low_only_dataset`: one folder of low-light images (SCI) → batches of low, (B, P, P, 3).
+- `paired_eval_dataset` / `low_only_eval_dataset`: whole images, batch 1, no augmentation, with the file name.
+
+All images are float32 RGB in [0,1], read with `train.io.read_image`. Folders, names and image headers are
+checked when a pipeline is built (see `train.folders`); a file whose pixels cannot be decoded fails when it is
+read, with an error naming it (wrap the loop or `model.fit` in `pipeline_errors()` to get it back as an
+`ImageReadError`). Nothing is dropped silently: `skip_bad=True` skips bad files and logs each one instead.
+
+Determinism: every random choice (epoch order, crop window, dihedral transform, EnlightenGAN's partner image)
+is a stateless function of (seed, epoch or sample number), and the pipelines run with `deterministic=True`, so
+one seed gives identical batches on every run, at any parallelism.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+from train.augment import crop_and_augment
+from train.folders import check_images, check_pairs, find_lol_pairs, list_images, unpaired_folders
+from train.reading import path_table, pipeline_errors, read_images
+
+__all__ = ["AUTOTUNE", "find_lol_pairs", "list_images", "low_only_dataset", "low_only_eval_dataset",
+           "paired_dataset", "paired_eval_dataset", "pipeline_errors", "unpaired_dataset"]
+
+AUTOTUNE = tf.data.AUTOTUNE
+log = logging.getLogger("train.data")
+
+# Independent random streams derived from one seed.
+_ORDER_STREAM, _AUGMENT_STREAM, _PARTNER_STREAM = 0, 1, 2
+
+
+# === Building blocks ===
+
+
+def _key(seed: int, stream: int) -> tf.Tensor:
+    return tf.constant([seed, stream], dtype=tf.int64)
+
+
+def _sample_numbers(num_items: int, *, seed: int, shuffle: bool, repeat: bool) -> tf.data.Dataset:
+    """(item index, sample number) for one pass over `num_items` items per epoch, endless if `repeat`.
+
+    Each epoch is a fresh permutation drawn from (seed, epoch); the sample number counts across epochs and
+    keys the per-sample random choices.
+    """
+    order_key = _key(seed, _ORDER_STREAM)
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        order = tf.range(num_items, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(
+                order, seed=tf.random.experimental.stateless_fold_in(order_key, epoch))
+        return tf.data.Dataset.from_tensor_slices((order, epoch * num_items + tf.range(num_items, dtype=tf.int64)))
+
+    epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    return epochs.flat_map(one_epoch)
+
+
+def _finish(dataset: tf.data.Dataset, batch_size: int | None, *, drop_remainder: bool = False) -> tf.data.Dataset:
+    if batch_size is not None:
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
+                                deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.prefetch(AUTOTUNE).with_options(options)
+
+
+def _check_batching(patch_size: int | None, batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if patch_size is None and batch_size != 1:
+        raise ValueError("whole images (patch_size=None) have different sizes: use batch_size=1 or a patch_size")
+    if patch_size is not None and patch_size < 1:
+        raise ValueError(f"patch_size must be at least 1, got {patch_size}")
+
+
+def _training_pipeline(
+    sources: Sequence[Sequence[Path]],
+    *,
+    epoch_length: int,
+    choose: Callable[[tf.Tensor, tf.Tensor], Sequence[tf.Tensor]],
+    paired: bool,
+    patch_size: int | None,
+    batch_size: int,
+    augment: bool,
+    shuffle: bool,
+    repeat: bool,
+    seed: int,
+    skip_bad: bool,
+    prepare: Callable[[tf.Tensor], tf.Tensor] | None = None,
+) -> tf.data.Dataset:
+    """Samples → one file per source (`choose(item index, sample number)`) → read → crop/augment → batch.
+
+    `paired`: the images of a sample must have one size and share the crop window and transform; otherwise each
+    image gets its own. `prepare`: applied to each whole image before the crop.
+    """
+    tables = [path_table(paths) for paths in sources]
+    augment_key = _key(seed, _AUGMENT_STREAM)
+
+    def read(index: tf.Tensor, sample: tf.Tensor):
+        picks = choose(index, sample)
+        ok, images = read_images([table[pick] for table, pick in zip(tables, picks)], same_size=paired,
+                                 skip_bad=skip_bad, min_size=patch_size)
+        return ok, sample, images
+
+    def transform(_ok: tf.Tensor, sample: tf.Tensor, images: tuple[tf.Tensor, ...]):
+        key = tf.random.experimental.stateless_fold_in(augment_key, sample)
+        if prepare is not None:
+            images = tuple(prepare(image) for image in images)
+        if paired:
+            images = crop_and_augment(images, key, patch_size, augment)
+        else:
+            images = tuple(crop_and_augment((image,), tf.random.experimental.stateless_fold_in(key, side),
+                                            patch_size, augment)[0]
+                           for side, image in enumerate(images))
+        return images if len(images) > 1 else images[0]
+
+    dataset = _sample_numbers(epoch_length, seed=seed, shuffle=shuffle, repeat=repeat)
+    dataset = dataset.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if skip_bad:
+        dataset = dataset.filter(lambda ok, _sample, _images: ok)
+    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
+    # An endless stream is cut into full batches only (static batch size); one epoch keeps its last, short batch.
+    return _finish(dataset, batch_size, drop_remainder=repeat)
+
+
+def _eval_pipeline(sources: Sequence[Sequence[Path]], *, paired: bool, skip_bad: bool) -> tf.data.Dataset:
+    """Whole images of each sample, batch 1 ((1, H, W, 3) each), plus the file name of the first one (scalar)."""
+    names = tf.constant([path.name for path in sources[0]])
+    dataset = tf.data.Dataset.from_tensor_slices((tuple(path_table(paths) for paths in sources), names))
+
+    def read(paths: tuple[tf.Tensor, ...], name: tf.Tensor):
+        ok, images = read_images(paths, same_size=paired, skip_bad=skip_bad)
+        return ok, images, name
+
+    dataset = dataset.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if skip_bad:
+        dataset = dataset.filter(lambda ok, _images, _name: ok)
+    return _finish(dataset.map(lambda _ok, images, name: (*[image[None] for image in images], name)), None)
+
+
+# === Training pipelines ===
+
+
+def paired_dataset(
+    root: str | os.PathLike,
+    *,
+    split: str = "train",
+    patch_size: int | None = 48,
+    batch_size: int = 16,
+    augment: bool = True,
+    shuffle: bool = True,
+    repeat: bool = True,
+    seed: int = 0,
+    skip_bad: bool = False,
+    prepare: Callable[[tf.Tensor], tf.Tensor] | None = None,
+) -> tf.data.Dataset:
+    """LOL pairs (see `train.folders.lol_folders` for the layouts) → batches of (low, high).
+
+    Each pair yields one random `patch_size`² window per epoch, the same for both images, and one of the 8
+    dihedral transforms (if `augment`), also the same for both. Yields (low, high), each (B, P, P, 3) float32 in
+    [0,1]. `repeat=True`: endless, full batches only (pass `steps_per_epoch` to `fit`, e.g.
+    ceil(len(find_lol_pairs(root, split)) / batch_size)); `repeat=False`: one epoch, the last batch may be short.
+    `prepare`: a function applied to each WHOLE image (H, W, 3) before the crop, e.g. KinD's per-image min-max
+    stretch, which its training scripts apply when loading (a per-patch stretch would differ).
+    """
+    _check_batching(patch_size, batch_size)
+    pairs = check_pairs(find_lol_pairs(root, split, skip_bad=skip_bad), min_size=patch_size, skip_bad=skip_bad)
+    log.info("%s (%s split): %d pairs", root, split, len(pairs))
+    lows, highs = zip(*pairs)
+    return _training_pipeline([lows, highs], epoch_length=len(pairs), choose=lambda index, _sample: (index, index),
+                              paired=True, patch_size=patch_size, batch_size=batch_size, augment=augment,
+                              shuffle=shuffle, repeat=repeat, seed=seed, skip_bad=skip_bad, prepare=prepare)
+
+
+def unpaired_dataset(
+    low_dir: str | os.PathLike,
+    normal_dir: str | os.PathLike | None = None,
+    *,
+    patch_size: int | None = 320,
+    batch_size: int = 32,
+    augment: bool = True,
+    shuffle: bool = True,
+    repeat: bool = True,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> tf.data.Dataset:
+    """Unpaired low / normal-light images (EnlightenGAN) → batches of (low, normal), each (B, P, P, 3).
+
+    `low_dir` alone is a folder holding trainA (low) and trainB (normal); or pass both folders. As in
+    EnlightenGAN's UnalignedDataset, an epoch has max(|A|, |B|) samples: the low side walks a permutation of that
+    range modulo |A|, the normal side is drawn uniformly at random (with replacement) for every sample. Each
+    image gets its own random window and dihedral transform. Defaults are EnlightenGAN's (fineSize 320, batch 32).
+    """
+    _check_batching(patch_size, batch_size)
+    if normal_dir is None:
+        low_dir, normal_dir = unpaired_folders(low_dir)
+    lows = check_images(list_images(low_dir), min_size=patch_size, skip_bad=skip_bad)
+    normals = check_images(list_images(normal_dir), min_size=patch_size, skip_bad=skip_bad)
+    log.info("%s: %d low-light images, %s: %d normal-light images", low_dir, len(lows), normal_dir, len(normals))
+    partner_key = _key(seed, _PARTNER_STREAM)
+
+    def choose(index: tf.Tensor, sample: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        partner = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(partner_key, sample),
+                                              0, len(normals), dtype=tf.int64)
+        return index % len(lows), partner
+
+    return _training_pipeline([lows, normals], epoch_length=max(len(lows), len(normals)), choose=choose,
+                              paired=False, patch_size=patch_size, batch_size=batch_size, augment=augment,
+                              shuffle=shuffle, repeat=repeat, seed=seed, skip_bad=skip_bad)
+
+
+def low_only_dataset(
+    folder: str | os.PathLike,
+    *,
+    patch_size: int | None = None,
+    batch_size: int = 1,
+    augment: bool = True,
+    shuffle: bool = True,
+    repeat: bool = True,
+    seed: int = 0,
+    skip_bad: bool = False,
+) -> tf.data.Dataset:
+    """One folder of low-light images (SCI) → batches of low images, (B, P, P, 3) float32 in [0,1].
+
+    The default (whole images, batch 1) is how SCI trains; set `patch_size` to crop and batch.
+    """
+    _check_batching(patch_size, batch_size)
+    images = check_images(list_images(folder), min_size=patch_size, skip_bad=skip_bad)
+    log.info("%s: %d images", folder, len(images))
+    return _training_pipeline([images], epoch_length=len(images), choose=lambda index, _sample: (index,),
+                              paired=False, patch_size=patch_size, batch_size=batch_size, augment=augment,
+                              shuffle=shuffle, repeat=repeat, seed=seed, skip_bad=skip_bad)
+
+
+# === Evaluation pipelines ===
+
+
+def paired_eval_dataset(root: str | os.PathLike, split: str = "eval", *, skip_bad: bool = False
+                        ) -> tf.data.Dataset:
+    """Every LOL pair of `split`, whole, in name order: (low, high, name); images (1, H, W, 3), name a scalar
+    string (the low image's file name, e.g. b"1.png")."""
+    pairs = check_pairs(find_lol_pairs(root, split, skip_bad=skip_bad), skip_bad=skip_bad)
+    lows, highs = zip(*pairs)
+    return _eval_pipeline([lows, highs], paired=True, skip_bad=skip_bad)
+
+
+def low_only_eval_dataset(folder: str | os.PathLike, *, skip_bad: bool = False) -> tf.data.Dataset:
+    """Every image of `folder`, whole, in name order: (low, name); low (1, H, W, 3), name a scalar string."""
+    return _eval_pipeline([check_images(list_images(folder), skip_bad=skip_bad)], paired=False, skip_bad=skip_bad)
