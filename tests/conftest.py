@@ -21,7 +21,10 @@ def reference():
     return _reference
 
 
-@pytest.fixture
+# One strategy for the whole session: each MirroredStrategy numbers its collective ops from the same keys, so a
+# second one over the same devices reuses instance keys with other shapes ("Shape mismatch in the collective
+# instance 100") once an earlier test has run an all-reduce.
+@pytest.fixture(scope="session")
 def two_cpu_strategy():
     """A MirroredStrategy over the two logical CPUs (2 replicas)."""
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

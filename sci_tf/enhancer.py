@@ -1,0 +1,68 @@
+"""`SCIEnhancer`: the deployable SCI model — the illumination estimator alone, as the original `Finetunemodel`.
+
+At test time SCI drops the self-calibration module: r = clamp(x / EnhanceNetwork(x), 0, 1) (original test.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+from keras import ops
+
+from sci_tf.networks import EnhanceNetwork
+from train.errors import WeightsMismatchError
+
+
+@keras.saving.register_keras_serializable(package="sci_tf")
+class SCIEnhancer(keras.Model):
+    """Low-light image (N, H, W, 3) float32 in [0, 1] → enhanced image, same shape, in [0, 1].
+
+    Any H×W, batch ≥ 1. BatchNorm uses its running statistics unless called with `training=True` (SCI's
+    per-image finetuning uses batch statistics). `return_illumination=True` also returns the illumination
+    i ∈ [1e-4, 1] (same shape): `(enhanced, illumination)`.
+    """
+
+    def __init__(self, channels: int = 3, num_layers: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.num_layers = num_layers
+        self.enhance = EnhanceNetwork(channels, num_layers, name="enhance")
+
+    def build(self, input_shape=(None, None, None, 3)):
+        self.enhance.build(input_shape)
+        self.built = True
+
+    def call(self, image, training=None, return_illumination: bool = False):
+        illumination = self.enhance(image, training=training)
+        # Retinex division; the clamp keeps over-bright pixels at 1 (original `Finetunemodel.forward`).
+        enhanced = ops.clip(ops.cast(image, illumination.dtype) / illumination, 0.0, 1.0)
+        # float32 at the boundary, also under a mixed-precision policy.
+        enhanced, illumination = ops.cast(enhanced, "float32"), ops.cast(illumination, "float32")
+        return (enhanced, illumination) if return_illumination else enhanced
+
+    @classmethod
+    def from_preset(cls, preset: str = "medium") -> "SCIEnhancer":
+        """The authors' weights for `preset` ∈ {"easy", "medium", "difficult"} (MIT; see `sci_tf.presets`)."""
+        from sci_tf.presets import preset_weights_path
+
+        return cls.from_weights(preset_weights_path(preset))
+
+    @classmethod
+    def from_weights(cls, path: str | os.PathLike) -> "SCIEnhancer":
+        """An enhancer of the default architecture loaded from a `.weights.h5` file of an SCIEnhancer (from
+        `llie convert sci`, a preset, a training run's final.weights.h5) or of a full `SCI` (same `enhance/`
+        layout; the calibration weights are not used). `WeightsMismatchError` if it does not fit."""
+        if not os.path.isfile(path):
+            raise WeightsMismatchError(f"{path}: no such weights file")
+        model = cls()
+        model.build()
+        try:
+            model.load_weights(os.fspath(path))
+        except (ValueError, OSError, KeyError) as err:
+            raise WeightsMismatchError(f"{path}: not SCIEnhancer weights ({err})") from err
+        return model
+
+    # === Config ===
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "num_layers": self.num_layers}

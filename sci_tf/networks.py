@@ -1,0 +1,97 @@
+"""SCI's two sub-networks: the illumination estimator (`EnhanceNetwork`) and the self-calibration module
+(`CalibrateNetwork`). Shapes are NHWC; images float32 in [0, 1] unless stated.
+
+Weight sharing (original quirk 2): the original appends the *same* module object to `self.blocks` several
+times, so each network has ONE residual block applied `num_layers` times (the original's `layers` argument):
+`fea = fea + block(fea)`, with one BatchNorm statistics update per application. Here that is one Keras block
+called `num_layers` times.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from sci_tf.layers import ConvNormReLU, conv3x3
+
+# Illumination is clamped to [1e-4, 1] so that x / i stays finite (original `EnhanceNetwork.forward`).
+ILLUMINATION_FLOOR = 1e-4
+
+
+# === Layers ===
+
+
+@keras.saving.register_keras_serializable(package="sci_tf")
+class EnhanceNetwork(keras.layers.Layer):
+    """Illumination estimator: (N, H, W, 3) stage input → illumination (N, H, W, 3) in [1e-4, 1].
+
+    in_conv (conv 3→C + ReLU) → `num_layers` × [fea + ConvNormReLU(fea)] with one shared block → out_conv
+    (conv C→3 + sigmoid); illumination = clamp(sigmoid(...) + input, 1e-4, 1). The original: C = 3, num_layers = 1.
+    """
+
+    def __init__(self, channels: int = 3, num_layers: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.num_layers = num_layers
+        self.in_conv = conv3x3(channels, name="in_conv", activation="relu")
+        self.block = ConvNormReLU(channels, name="block")
+        self.out_conv = conv3x3(3, name="out_conv", activation="sigmoid")
+
+    def build(self, input_shape):
+        features = tuple(input_shape[:-1]) + (self.channels,)
+        self.in_conv.build(input_shape)
+        self.block.build(features)
+        self.out_conv.build(features)
+
+    def call(self, inputs, training=None):
+        features = self.in_conv(inputs)
+        for _ in range(self.num_layers):
+            features = features + self.block(features, training=training)
+        return ops.clip(self.out_conv(features) + inputs, ILLUMINATION_FLOOR, 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    # === Config ===
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "num_layers": self.num_layers}
+
+
+@keras.saving.register_keras_serializable(package="sci_tf")
+class CalibrateNetwork(keras.layers.Layer):
+    """Self-calibration module: reflectance (N, H, W, 3) in [0, 1] → att = r − sigmoid(...), (N, H, W, 3).
+
+    in_conv (ConvNormReLU 3→C) → `num_layers` × [fea + block(fea)] with ONE shared block of two ConvNormReLU
+    (the original `convs` = Conv-BN-ReLU-Conv-BN-ReLU) → out_conv (conv C→3 + sigmoid). The original uses C = 16,
+    num_layers = 3. `att` is signed; the next stage's input is x + att.
+    """
+
+    def __init__(self, channels: int = 16, num_layers: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.num_layers = num_layers
+        self.in_conv = ConvNormReLU(channels, name="in_conv")
+        self.block_first = ConvNormReLU(channels, name="block_first")
+        self.block_second = ConvNormReLU(channels, name="block_second")
+        self.out_conv = conv3x3(3, name="out_conv", activation="sigmoid")
+
+    def build(self, input_shape):
+        features = tuple(input_shape[:-1]) + (self.channels,)
+        self.in_conv.build(input_shape)
+        self.block_first.build(features)
+        self.block_second.build(features)
+        self.out_conv.build(features)
+
+    def call(self, inputs, training=None):
+        features = self.in_conv(inputs, training=training)
+        for _ in range(self.num_layers):
+            block = self.block_second(self.block_first(features, training=training), training=training)
+            features = features + block
+        return inputs - self.out_conv(features)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    # === Config ===
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "num_layers": self.num_layers}
