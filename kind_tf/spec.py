@@ -7,6 +7,7 @@ from pathlib import Path
 
 from kind_tf.convert import add_convert_arguments, convert_all, run_convert
 from kind_tf.pipeline import DEFAULT_RATIO, KinD, normalize_for_tiling
+from kind_tf.train_commands import TRAIN_COMMANDS
 from train.errors import NotAvailableError, WeightsMismatchError
 from train.registry import ExtraInput, ModelSpec
 
@@ -52,7 +53,7 @@ SPEC = ModelSpec(
     ),
     add_convert_arguments=add_convert_arguments,
     run_convert=run_convert,
-    train_commands=(),
+    train_commands=TRAIN_COMMANDS,
     prepare_for_tiling=normalize_for_tiling,
     # `llie evaluate --protocol gt-ratio`: the ratio evaluate_LOLdataset.py derives from the ground truth.
     extras_from_reference=lambda kind, low, high: {"ratio": kind.lol_ratio(low, high)},

@@ -130,7 +130,9 @@ def test_cli_names_missing_networks_and_per_net_flags_fill_them(tmp_path, capsys
 
 
 def test_enhancer_needs_user_converted_weights(tmp_path):
-    assert SPEC.presets == () and SPEC.default_preset is None and SPEC.train_commands == ()
+    assert SPEC.presets == () and SPEC.default_preset is None
+    assert [command.name for command in SPEC.train_commands] == ["kind-decom", "kind-restoration", "kind-adjust",
+                                                             "kind"]
     assert [(extra.name, extra.default) for extra in SPEC.extra_inputs] == [("ratio", 5.0)]
     with pytest.raises(NotAvailableError, match="llie convert kind"):
         SPEC.build_enhancer()

@@ -1,0 +1,267 @@
+"""KinD deployment with the real converted weights: `llie convert/export` (SavedModel, TFLite), tiling of large
+images, and `llie evaluate --protocol gt-ratio`.
+
+Weights: the official DecomNet / adjust-net checkpoints plus the synthetic Restoration-Net checkpoint
+(`checkpoints/Restoration_net_train_synthetic`, see ../shared/reference/kind/README.md), converted once per module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+import textwrap
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from kind_tf.convert import convert_all
+from kind_tf.spec import SPEC
+from tests.reference import reference_path
+from train import cli
+from train.io import read_image, to_uint8, write_image
+from train.tflite import TFLiteEnhancer
+from train.tiling import enhance_tiled, tile_starts
+
+RATIOS = (5.0, 2.5)  # evaluate.py's hard-coded ratio and another one
+SIZES = ((37, 53), (48, 64))  # odd sizes exercise the SAME-pool end padding and the transposed-conv crop
+# Max-pool strides: DecomNet pools twice, the Restoration U-Net four times, so KinD's output at a pixel depends
+# on the pixel's position modulo 16 (the pooling grid); shifting the input by a multiple of 16 shifts the output.
+POOLING_GRID = 16
+# Measured: beyond ~112 px from any border the output no longer depends on it (up to 1e-7: effective receptive
+# radius; the theoretical one of the 4-pooling Restoration U-Net is larger, its far taps carry no weight).
+RECEPTIVE_RADIUS = 112
+
+
+def _llie(*argv) -> tuple[int, str]:
+    """`llie argv...` in process (usable in module fixtures, unlike capsys) → (exit status, stdout)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.main([str(arg) for arg in argv])
+    return status, out.getvalue()
+
+
+def _e2e_image(name: str) -> np.ndarray:
+    return read_image(reference_path("kind", "e2e") / "inputs" / name)
+
+
+# === Fixtures ===
+
+
+@pytest.fixture(scope="module")
+def kind():
+    """The Keras reference: `convert_all` on the checkpoint folder (finds Restoration_net_train_synthetic)."""
+    return convert_all(reference_path("kind", "checkpoints"))
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """`llie convert kind` → kind.weights.h5, then `llie export` of it to a SavedModel and a .tflite, once."""
+    root = tmp_path_factory.mktemp("kind_deploy")
+    weights, savedmodel, tflite = root / "kind.weights.h5", root / "savedmodel", root / "kind.tflite"
+    convert = _llie("convert", "kind", "--checkpoint-dir", reference_path("kind", "checkpoints"), "--out", weights)
+    export_sm = _llie("export", "--model", "kind", "--weights", weights, "--format", "savedmodel", "-o", savedmodel)
+    export_lite = _llie("export", "--model", "kind", "--weights", weights, "--format", "tflite", "-o", tflite)
+    return types.SimpleNamespace(weights=weights, savedmodel=savedmodel, tflite=tflite,
+                                 runs={"convert": convert, "savedmodel": export_sm, "tflite": export_lite})
+
+
+def _test_crops() -> list[np.ndarray]:
+    """Real-image crops (1, H, W, 3) of each test size, darkened to a low-light range."""
+    image = _e2e_image("dicm_08.png")
+    return [0.3 * image[None, 100:100 + h, 200:200 + w] for h, w in SIZES]
+
+
+# === 1. Export: SavedModel and TFLite ===
+
+
+def test_cli_exports_converted_weights_with_image_and_ratio_inputs(deployed):
+    assert all(status == 0 for status, _ in deployed.runs.values()), deployed.runs
+    assert deployed.weights.is_file() and (deployed.savedmodel / "saved_model.pb").is_file()
+    assert "serving_default: image float32 [N,H,W,3], ratio float32 [N] -> enhanced float32 [N,H,W,3]" \
+        in deployed.runs["savedmodel"][1]
+    assert "image float32 [1,H,W,3], ratio float32 [1]" in deployed.runs["tflite"][1]
+    loaded = tf.saved_model.load(str(deployed.savedmodel))
+    serve = loaded.signatures["serving_default"]
+    _, inputs = serve.structured_input_signature
+    assert set(inputs) == {"image", "ratio"}
+    assert inputs["image"].shape.as_list() == [None, None, None, 3] and inputs["image"].dtype == tf.float32
+    assert inputs["ratio"].shape.as_list() == [None] and inputs["ratio"].dtype == tf.float32
+    assert list(serve.structured_outputs) == ["enhanced"]
+
+
+def test_savedmodel_matches_keras_at_any_size_and_ratio(kind, deployed):
+    signatures = tf.saved_model.load(str(deployed.savedmodel)).signatures
+    serve, serve_uint8 = signatures["serving_default"], signatures["serving_uint8"]
+    for image in _test_crops():
+        outputs = []
+        for value in RATIOS:
+            ratio = np.array([value], np.float32)
+            expected = kind(image, ratio=ratio).numpy()
+            got = serve(image=tf.constant(image), ratio=tf.constant(ratio))["enhanced"].numpy()
+            assert got.shape == image.shape
+            np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0, err_msg=f"{image.shape} ratio {value}")
+            outputs.append(got)
+        assert np.abs(outputs[0] - outputs[1]).max() > 1e-2  # the ratio input reaches the adjust net
+        # Per-image ratios in one batch, and the uint8 signature (rounded, ±1 grey level).
+        batch, ratios = np.concatenate([image, image[:, ::-1]]), np.array(RATIOS, np.float32)
+        got = serve(image=tf.constant(batch), ratio=tf.constant(ratios))["enhanced"].numpy()
+        np.testing.assert_allclose(got, kind(batch, ratio=ratios).numpy(), atol=1e-5, rtol=0)
+        pixels = to_uint8(image[0], "round")[None]
+        got8 = serve_uint8(image=tf.constant(pixels), ratio=tf.constant(ratios[:1]))["enhanced"].numpy()
+        expected8 = to_uint8(kind(pixels / np.float32(255.0), ratio=ratios[:1]).numpy(), "round")
+        assert got8.dtype == np.uint8 and np.abs(got8.astype(int) - expected8).max() <= 1
+
+
+def test_tflite_has_no_flex_ops_and_matches_keras(kind, deployed):
+    lite = TFLiteEnhancer(deployed.tflite)
+    ops = set(lite.ops())
+    assert {"CONV_2D", "TRANSPOSE_CONV", "MAX_POOL_2D", "LOGISTIC"} <= ops, ops
+    assert not [op for op in ops if op.lower().startswith("flex")], ops
+    details = lite.interpreter.get_signature_runner("serving_default").get_input_details()
+    assert list(details["image"]["shape_signature"]) == [1, -1, -1, 3]
+    assert list(details["ratio"]["shape_signature"]) == [1]
+    for image in _test_crops():
+        for value in RATIOS:
+            ratio = np.array([value], np.float32)
+            np.testing.assert_allclose(lite(image, ratio=ratio), kind(image, ratio=ratio).numpy(), atol=1e-4,
+                                       rtol=0, err_msg=f"{image.shape} ratio {value}")
+
+
+# === 2. Tiling ===
+
+
+def _seam_distance(height: int, width: int, tile: int, overlap: int) -> np.ndarray:
+    """(H, W) distance in px from each pixel to the nearest tile edge inside the image (the seams)."""
+    distances = []
+    for length in (height, width):
+        starts = tile_starts(length, tile, overlap)
+        edges = np.array(sorted({edge for start in starts for edge in (start, start + min(tile, length))
+                                 if 0 < edge < length}))
+        positions = np.arange(length)
+        distances.append(np.abs(positions[:, None] - edges[None]).min(axis=1) if edges.size
+                         else np.full(length, np.iinfo(np.int32).max))
+    return np.minimum(distances[0][:, None], distances[1][None, :])
+
+
+@pytest.fixture(scope="module")
+def aligned_image():
+    """The real 600×450 e2e image cropped to its 448×448 middle rows, so `tile_starts` puts every tile of 256 (overlap 32 or 64)
+    at a multiple of the 16-px pooling grid (the last tile starts at 448 − 256 = 192)."""
+    image = _e2e_image("dicm_01.png")
+    assert image.shape == (600, 450, 3)
+    return image[80:528, :448]
+
+
+def test_output_shifts_with_the_input_only_by_multiples_of_16(kind):
+    # Why tiles must start on the pooling grid: the same content at an offset of 16 px gives the same output
+    # (away from the borders); at an offset of 8 px the pooling windows pair other pixels and the output changes.
+    size, largest = 272, POOLING_GRID
+    prepared, kwargs = SPEC.prepare_for_tiling(_e2e_image("dicm_01.png")[:size + largest, :size + largest],
+                                               ratio=5.0)
+    # Compared where every crop is farther than the receptive radius from its borders: [128, 160)² of the image.
+    first, last = RECEPTIVE_RADIUS + largest, size - RECEPTIVE_RADIUS
+    centres = {}
+    for shift in (0, POOLING_GRID // 2, POOLING_GRID):
+        out = kind(prepared[None, shift:shift + size, shift:shift + size], **kwargs).numpy()[0]
+        centres[shift] = out[first - shift:last - shift, first - shift:last - shift]
+    assert np.abs(centres[POOLING_GRID] - centres[0]).max() <= 1e-6
+    assert np.abs(centres[POOLING_GRID // 2] - centres[0]).mean() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def aligned_whole(kind, aligned_image):
+    return kind(aligned_image[None], ratio=np.array([5.0], np.float32)).numpy()[0]
+
+
+@pytest.mark.parametrize("overlap, bounds", [
+    # (all pixels: mean, 99th percentile, max; pixels ≥ 32 px from every seam: mean, 99th percentile), ≥ 2× the
+    # measured values (448×448, tile 256): overlap 32 (train/enhance.py's default): 1.6e-3, 2.5e-2, 0.11;
+    # 4.5e-5, 1.8e-5 (4.9 % of the 8-bit pixels off by > 1). Overlap 64: 6.7e-4, 6.3e-3, 2.1e-2; 4.4e-4, 4.3e-3
+    # (0.6 % of the 8-bit pixels off by > 1).
+    (32, (3e-3, 5e-2, 0.2, 2e-4, 1e-3)),
+    (64, (1.5e-3, 1.2e-2, 4e-2, 1e-3, 1e-2)),
+])
+def test_aligned_tiles_agree_with_whole_image_away_from_seams(kind, aligned_image, aligned_whole, overlap, bounds):
+    """Stated bound: the tiled output (tile 256, whole-image min-max stretch via `prepare_for_tiling`, tiles on
+    the 16-px grid) equals whole-image inference within 1e-6 at every pixel farther than 112 px from any seam
+    (a tile edge inside the image); the |diff| (max over RGB) of all pixels, and of those ≥ 32 px from every
+    seam, stay under `bounds`."""
+    tiled = enhance_tiled(kind, aligned_image, tile=256, overlap=overlap, extras={"ratio": 5.0},
+                          prepare=SPEC.prepare_for_tiling)
+    assert all(start % POOLING_GRID == 0 for length in aligned_image.shape[:2]
+               for start in tile_starts(length, 256, overlap))
+    diff = np.abs(tiled - aligned_whole).max(axis=-1)
+    distance = _seam_distance(*aligned_image.shape[:2], 256, overlap)
+    far, away = diff[distance >= RECEPTIVE_RADIUS], diff[distance >= 32]
+    assert far.size > 200 and far.max() <= 1e-6
+    mean_all, p99_all, max_all, mean_away, p99_away = bounds
+    assert diff.mean() <= mean_all and np.quantile(diff, 0.99) <= p99_all and diff.max() <= max_all
+    assert away.mean() <= mean_away and np.quantile(away, 0.99) <= p99_away
+    assert diff.max() > 1e-3  # the seams are really within the networks' reach: the bound is not vacuous
+
+
+@pytest.mark.xfail(strict=True, reason="train/tiling.py shifts the last tile back to end at the border, off the "
+                   "16-px pooling grid (here 264 − 256 = 8): that whole tile differs from whole-image "
+                   "inference. Needs grid-aligned tile starts (a per-model ModelSpec alignment).")
+def test_unaligned_image_size_tiles_agree_with_whole_image(kind):
+    image = _e2e_image("dicm_01.png")[:264, :256]  # two tiles of 256 rows: at 0 and at 264 − 256 = 8
+    whole = kind(image[None], ratio=np.array([5.0], np.float32)).numpy()[0]
+    tiled = enhance_tiled(kind, image, tile=256, overlap=64, extras={"ratio": 5.0}, prepare=SPEC.prepare_for_tiling)
+    diff = np.abs(tiled - whole).max(axis=-1)[_seam_distance(*image.shape[:2], 256, 64) >= 32]
+    assert diff.mean() <= 1e-3  # the aligned bound above; measured 8.1e-3 here
+
+
+_PEAK_RSS_SCRIPT = textwrap.dedent("""
+    import resource, subprocess, sys
+    status = subprocess.run([sys.executable, "-m", "train.cli", *sys.argv[1:]]).returncode
+    print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # KiB on Linux
+""")
+
+
+@pytest.mark.slow
+def test_4k_image_tiled_enhance_stays_under_2gb(deployed, tmp_path):
+    # A 3840×2160 real photo (the e2e image resized), through the installed CLI in a child process.
+    image = Image.fromarray(to_uint8(_e2e_image("dicm_08.png"))).resize((3840, 2160), Image.BICUBIC)
+    source = tmp_path / "uhd.png"
+    image.save(source)
+    result = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, "enhance", source, "-o", tmp_path / "out",
+                             "--model", "kind", "--weights", deployed.weights, "--tile", "512", "-q"],
+                            capture_output=True, text=True, check=True)
+    status, peak_kib = map(int, result.stdout.split()[-2:])
+    assert status == 0, result.stderr
+    assert read_image(tmp_path / "out" / "uhd.png").shape == (2160, 3840, 3)
+    assert peak_kib * 1024 < 2 * 1024 ** 3, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+# === 3. gt-ratio evaluation ===
+
+
+def test_evaluate_gt_ratio_psnr_equals_direct_computation(kind, deployed, tmp_path, capsys):
+    names = ("dicm_01.png", "dicm_08.png")
+    for name in names:
+        image = _e2e_image(name)
+        height, width = (96, 72) if image.shape[0] > image.shape[1] else (64, 96)
+        low = np.asarray(Image.fromarray(to_uint8(image)).resize((width, height), Image.LANCZOS)) / 255.0
+        for folder, picture in zip(("low", "high"), (low, np.sqrt(low))):  # high: a gamma-brightened copy
+            write_image(tmp_path / "lol" / folder / name, picture.astype(np.float32))
+    status = cli.main(["evaluate", "--model", "kind", "--weights", str(deployed.weights), "--data",
+                       str(tmp_path / "lol"), "--protocol", "gt-ratio", "-q"])
+    table = capsys.readouterr().out
+    assert status == 0
+    header, *lines = table.splitlines()
+    assert "protocol: gt-ratio" in header
+    printed = {line.split()[0]: float(line.split()[1]) for line in lines[1:]}
+    for name in names:
+        low, high = (read_image(tmp_path / "lol" / folder / name)[None] for folder in ("low", "high"))
+        ratio = kind.lol_ratio(low, high).numpy()
+        assert abs(float(ratio[0]) - SPEC.extra_inputs[0].default) > 0.5  # the ground truth really sets it
+        output = to_uint8(kind(low, ratio=ratio).numpy(), "round").astype(np.float64) / 255.0
+        expected = 10 * np.log10(1.0 / np.mean((output - high) ** 2))
+        assert printed[name] == pytest.approx(expected, abs=1e-3), (name, table)
+    assert printed["mean"] == pytest.approx(np.mean([printed[name] for name in names]), abs=1e-4)
+    assert "(split eval, 2 pairs)" in header
