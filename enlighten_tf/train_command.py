@@ -1,0 +1,93 @@
+"""`llie train enlightengan --low DIR --normal DIR`: unpaired EnlightenGAN training.
+
+Defaults follow the official `scripts/script.py --train` (github.com/VITA-Group/EnlightenGAN, commit b0349848):
+batch 32, 320² crops, Adam(1e-4, β 0.5/0.999) for G and the discriminators, 200 epochs: constant lr for the
+first half (niter 100), then linearly to 0 (niter_decay 100). The SFP loss needs real VGG16 weights: "imagenet"
+(Keras' copy of the Caffe VGG16 upstream uses, downloaded once) or a local file (`--vgg-weights`). The run saves
+the enhancer (`final.weights.h5`, loadable with `llie enhance --model enlightengan --weights`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import keras
+import numpy as np
+
+from train.registry import TrainCommand
+
+ORIGINAL_EPOCHS = 200  # niter + niter_decay
+ORIGINAL_BATCH_SIZE = 32
+ORIGINAL_CROP = 320  # fineSize
+ORIGINAL_LEARNING_RATE = 1e-4
+MAX_SAMPLE_SIDE = 512  # TensorBoard sample: top-left crop of the first low-light image
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from train.fit import add_training_arguments
+
+    add_training_arguments(parser, epochs=ORIGINAL_EPOCHS, batch_size=ORIGINAL_BATCH_SIZE, patch_size=ORIGINAL_CROP,
+                           learning_rate=ORIGINAL_LEARNING_RATE, model_name="enlightengan")
+    parser.add_argument("--low", required=True, help="folder of low-light images (upstream trainA)")
+    parser.add_argument("--normal", required=True, help="folder of normal-light images, unpaired (trainB)")
+    parser.add_argument("--vgg-weights", default="imagenet",
+                        help="VGG16 weights of the self feature preserving loss: 'imagenet' (downloads once), a "
+                             "Keras VGG16 .h5, or upstream's PyTorch vgg16.weight / an .npz of it "
+                             "(default imagenet)")
+    parser.add_argument("--constant-epochs", type=int, default=None,
+                        help="epochs at the full lr before the linear decay to 0 (default: half of --epochs, "
+                             "upstream niter)")
+    parser.add_argument("--no-align-corners", dest="align_corners", action="store_false",
+                        help="bilinear upsampling with torch >= 0.4 semantics (default: align_corners=True, as "
+                             "the released checkpoint and the enhancer's default)")
+    parser.add_argument("--darken-probability", type=float, default=0.5,
+                        help="probability of darkening a low-light input by 2-4x (upstream vary=1; default 0.5)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="no random flips/rotations of the crops")
+
+
+def save_enhancer_weights(model: keras.Model, path: str) -> None:
+    model.enhancer().save_weights(path)
+
+
+def build_enlightengan(args: argparse.Namespace) -> keras.Model:
+    """A built, compiled `EnlightenGAN` with upstream's optimizers (call inside the strategy scope); the lr
+    decay is the `lr_schedule(args)` callback."""
+    from enlighten_tf.model import EnlightenGAN, default_optimizer
+
+    model = EnlightenGAN(vgg_weights=args.vgg_weights, align_corners=args.align_corners,
+                         darken_probability=args.darken_probability, seed=args.seed)
+    model.compile(g_optimizer=default_optimizer(args.lr), d_optimizer=default_optimizer(args.lr))
+    return model
+
+
+def lr_schedule(args: argparse.Namespace) -> keras.callbacks.Callback:
+    """Upstream's per-epoch schedule: `--constant-epochs` (default half of `--epochs`) at `--lr`, then linear
+    decay to 0 over the remaining epochs."""
+    from enlighten_tf.schedule import EpochLinearDecay
+
+    constant = args.epochs // 2 if args.constant_epochs is None else args.constant_epochs
+    return EpochLinearDecay(args.lr, constant, max(args.epochs - constant, 1))
+
+
+def run(args: argparse.Namespace) -> keras.Model:
+    from train.data import unpaired_dataset
+    from train.errors import WeightsMismatchError
+    from train.fit import run_training
+    from train.folders import list_images
+    from train.io import read_image
+
+    if args.vgg_weights != "imagenet" and not os.path.isfile(args.vgg_weights):
+        raise WeightsMismatchError(f"{args.vgg_weights}: no such VGG16 weights file")
+    dataset = unpaired_dataset(args.low, args.normal, patch_size=args.patch_size, batch_size=args.batch_size,
+                               augment=args.augment, shuffle=True, repeat=args.steps_per_epoch is not None,
+                               seed=args.seed)
+    sample = read_image(list_images(args.low)[0])[:MAX_SAMPLE_SIDE, :MAX_SAMPLE_SIDE][None]
+    return run_training(args, build_model=lambda: build_enlightengan(args), dataset=dataset,
+                        sample_images=np.asarray(sample, np.float32), save_weights=save_enhancer_weights,
+                        extra_callbacks=[lr_schedule(args)])
+
+
+TRAIN_COMMAND = TrainCommand("enlightengan", "train EnlightenGAN on unpaired low-light / normal-light folders",
+                             add_arguments, run)

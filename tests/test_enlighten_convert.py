@@ -1,0 +1,131 @@
+"""EnlightenGAN weight conversion: the official checkpoint format (.pth with `module.` keys, legacy
+serialisation, no num_batches_tracked), .npz twins, validation errors, `llie convert enlightengan` and the
+registry entry."""
+
+import numpy as np
+import pytest
+
+from enlighten_tf.convert import generator_layers, load_generator, load_vgg16
+from enlighten_tf.discriminators import LocalDiscriminator
+from enlighten_tf.enhancer import EnlightenGANEnhancer, build_enhancer
+from enlighten_tf.generator import Generator
+from losses_tf.enlighten import sfp_vgg16
+from tests.reference import reference
+from train import cli, registry
+from train.errors import NotAvailableError, WeightsMismatchError
+from train.torch_weights import assign_state_dict, read_state_dict
+
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def fixture():
+    return reference("enlightengan", "generator_seed0")
+
+
+@pytest.fixture(scope="module")
+def checkpoint_state(fixture):
+    """The README's `seed0_net_G_A.pth` content: `w/` + `calib/` running stats, `module.` keys, no
+    num_batches_tracked."""
+    state = {key[2:]: value for key, value in fixture.items()
+             if key.startswith("w/") and not key.endswith("num_batches_tracked")}
+    state.update({key[len("calib/"):]: value for key, value in fixture.items() if key.startswith("calib/")})
+    return {f"module.{name}": value for name, value in state.items()}
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return Generator(align_corners=True)
+
+
+def _assert_calibrated_output(generator, fixture):
+    output, latent = generator((fixture["input"], fixture["gray"]), training=False)
+    np.testing.assert_allclose(output, fixture["output_calib_acT"], atol=ATOL)
+    np.testing.assert_allclose(latent, fixture["latent_calib_acT"], atol=ATOL)
+
+
+def test_reads_official_pth_checkpoint(tmp_path, fixture, checkpoint_state, generator):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "200_net_G_A.pth"
+    torch.save({name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in checkpoint_state.items()},
+               path, _use_new_zipfile_serialization=False)
+    state = read_state_dict(path)
+    assert len(state) == 114 and all(not name.startswith("module.") for name in state)
+    _assert_calibrated_output(load_generator(generator, path), fixture)
+
+
+def test_reads_npz_twin_with_module_prefix(tmp_path, fixture, checkpoint_state, generator):
+    path = tmp_path / "net_G_A.npz"
+    np.savez(path, **checkpoint_state)
+    _assert_calibrated_output(load_generator(generator, path), fixture)
+
+
+def test_missing_unexpected_and_misshaped_tensors_are_named(checkpoint_state, generator):
+    state = {name[len("module."):]: value for name, value in checkpoint_state.items()}
+    layers = generator_layers(generator)
+    without = {name: value for name, value in state.items() if name != "bn5_2.running_var"}
+    with pytest.raises(WeightsMismatchError, match=r"ckpt: missing tensor\(s\) bn5_2.running_var"):
+        assign_state_dict(layers, without, source="ckpt")
+    with pytest.raises(WeightsMismatchError, match=r"unexpected tensor\(s\) bn9_2.weight"):
+        assign_state_dict(layers, {**state, "bn9_2.weight": np.ones(32, np.float32)}, source="ckpt")
+    wrong = {**state, "conv10.weight": np.zeros((3, 64, 1, 1), np.float32)}
+    message = r"conv10.weight has shape \(3, 64, 1, 1\), expected \(3, 32, 1, 1\)"
+    with pytest.raises(WeightsMismatchError, match=message):
+        assign_state_dict(layers, wrong, source="ckpt")
+
+
+def test_vgg16_loader_ignores_unused_convs_and_transposes(tmp_path):
+    rng = np.random.default_rng(0)
+    extractor = sfp_vgg16(None)
+    state = {}
+    for layer in extractor.layers[1:]:
+        if hasattr(layer, "kernel"):
+            name = f"conv{layer.name[5]}_{layer.name[-1]}"
+            h, w, i, o = layer.kernel.shape
+            state[f"{name}.weight"] = rng.normal(size=(o, i, h, w)).astype(np.float32)
+            state[f"{name}.bias"] = rng.normal(size=o).astype(np.float32)
+    state["conv5_3.weight"] = np.zeros((512, 512, 3, 3), np.float32)  # upstream has it; relu5_1 does not need it
+    path = tmp_path / "vgg16.npz"
+    np.savez(path, **state)
+    load_vgg16(extractor, path)
+    kernel = extractor.get_layer("block4_conv2").kernel.numpy()
+    np.testing.assert_array_equal(kernel, state["conv4_2.weight"].transpose(2, 3, 1, 0))
+
+
+def test_llie_convert_writes_enhancer_weights(tmp_path, fixture, checkpoint_state):
+    source = tmp_path / "net_G_A.npz"
+    np.savez(source, **checkpoint_state)
+    out = tmp_path / "enlightengan.weights.h5"
+    assert cli.main(["convert", "enlightengan", str(source), "--out", str(out)]) == 0
+    enhancer = build_enhancer(weights=out)
+    x = (fixture["input"] + 1) / 2
+    want = np.clip((fixture["output_calib_acT"] + 1) / 2, 0, 1)
+    np.testing.assert_allclose(enhancer(x), want, atol=ATOL)
+    # An upstream file works directly too (converted on the fly).
+    np.testing.assert_allclose(build_enhancer(weights=source)(x), want, atol=ATOL)
+
+
+def test_llie_convert_reports_bad_input(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{"conv1_1.weight": np.zeros((32, 4, 3, 3), np.float32)})
+    assert cli.main(["convert", "enlightengan", str(bad), "--out", str(tmp_path / "o.weights.h5")]) == 1
+    assert "missing tensor(s)" in capsys.readouterr().err
+    assert not (tmp_path / "o.weights.h5").exists()
+
+
+def test_build_enhancer_errors(tmp_path):
+    with pytest.raises(NotAvailableError, match="no preset"):
+        build_enhancer(preset="official")
+    with pytest.raises(WeightsMismatchError, match="no such weights file"):
+        build_enhancer(weights=tmp_path / "absent.weights.h5")
+    foreign = tmp_path / "d.weights.h5"
+    LocalDiscriminator(filters=2).save_weights(foreign)
+    with pytest.raises(WeightsMismatchError, match="d.weights.h5: not EnlightenGAN enhancer weights"):
+        build_enhancer(weights=foreign)
+
+
+def test_registry_entry():
+    spec = registry.get("enlightengan")
+    assert spec.presets == () and spec.run_convert is not None
+    assert [command.name for command in spec.train_commands] == ["enlightengan"]
+    assert isinstance(spec.build_enhancer(), EnlightenGANEnhancer)
