@@ -1,0 +1,109 @@
+"""The benchmark scripts run end to end at a tiny size and print the rows they promise (functional checks of the
+scripts: no timing is asserted)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import keras
+import pytest
+
+from bench import bench_enlightengan, bench_kind, bench_sci
+
+TINY = ["--size", "32x48", "--repeats", "1", "--warmup", "1", "--matmul-size", "64"]
+
+
+def parse_table(text: str, title_start: str) -> list[dict[str, str]]:
+    """Rows (header → cell) of the printed table whose title starts with `title_start`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title_start))
+    header = re.split(r"\s{2,}", lines[start + 1].strip())
+    assert set(lines[start + 2].replace(" ", "")) == {"-"}
+    rows = []
+    for line in lines[start + 3:]:
+        if not line.strip():
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        assert len(cells) == len(header), line
+        rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def by_model_and_path(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+    return {(row["model"], row["path"]): row for row in rows}
+
+
+def assert_timed(row: dict[str, str], precision: str) -> None:
+    assert row["size"] == "32x48"
+    assert row["precision"] == precision
+    assert float(row["ms/image"]) > 0.0
+    assert float(row["GFLOP"]) > 0.0
+    assert float(row["% matmul"]) > 0.0
+
+
+def test_bench_sci_prints_a_row_per_path(capsys):
+    bench_sci.main(TINY + ["--paths", "eager,function,savedmodel,tflite-fp32"])
+    out = capsys.readouterr().out
+    assert re.search(r"matmul 64² fp32: [\d.]+ GFLOP/s", out)
+    rows = by_model_and_path(parse_table(out, "SCI ms/image"))
+    assert sorted(rows) == [("SCI", p) for p in ("eager", "function", "savedmodel", "tflite-fp32")]
+    for row in rows.values():
+        assert_timed(row, "fp32")
+    # The compiled paths compute the same function: fp32 round-off only.
+    assert float(rows["SCI", "function"]["PSNR vs fp32 dB"]) > 100.0
+    assert float(rows["SCI", "tflite-fp32"]["PSNR vs fp32 dB"]) > 100.0
+    assert rows["SCI", "tflite-fp32"]["note"].startswith("export ")
+    assert "best path SCI at 400x600: not measured in this run — target ≤3.5 ms" in out
+
+
+def test_bench_kind_prints_pipeline_and_network_rows(capsys):
+    # bf16 only: its rows run the same tf.function engine as "function", plus the bf16 twin and the fp32 FLOPs.
+    bench_kind.main(TINY + ["--paths", "bf16"])
+    out = capsys.readouterr().out
+    assert re.search(r"matmul 64² fp32: [\d.]+ GFLOP/s; bf16: [\d.]+ GFLOP/s", out)
+    rows = by_model_and_path(parse_table(out, "KinD ms/image"))
+    models = ("KinD", "Decom", "Restoration", "Adjust")
+    assert sorted(rows) == sorted((m, "bf16") for m in models)
+    for model in models:
+        assert_timed(rows[model, "bf16"], "bf16")
+        # The bf16 twin holds the fp32 weights (a copy that failed would give a different network entirely).
+        assert 25.0 < float(rows[model, "bf16"]["PSNR vs fp32 dB"]) < 200.0
+        assert rows[model, "bf16"]["note"] == "% of bf16 matmul"
+    # The pipeline's FLOPs are the sum of its networks' plus a little arithmetic (guide, fusion).
+    networks = sum(float(rows[m, "bf16"]["GFLOP"]) for m in models[1:])
+    assert 0.99 * networks <= float(rows["KinD", "bf16"]["GFLOP"]) < 1.1 * networks  # 3 printed digits
+    assert "best reduced-precision path KinD at 400x600: not measured in this run" in out
+    assert keras.config.dtype_policy().name == "float32"  # the bf16 build restored the global policy
+
+
+def test_bench_enlightengan_prints_inference_and_memory_rows(capsys):
+    bench_enlightengan.main(TINY + ["--paths", "function,bf16", "--rss", "process"])
+    out = capsys.readouterr().out
+    rows = by_model_and_path(parse_table(out, "EnlightenGAN generator ms/image"))
+    assert sorted(rows) == [("EnlightenGAN", "bf16"), ("EnlightenGAN", "function")]
+    assert_timed(rows["EnlightenGAN", "function"], "fp32")
+    assert_timed(rows["EnlightenGAN", "bf16"], "bf16")
+    assert 25.0 < float(rows["EnlightenGAN", "bf16"]["PSNR vs fp32 dB"]) < 200.0
+    memory = parse_table(out, "Peak RSS MiB")
+    assert [(r["size"], r["precision"]) for r in memory] == [("32x48", "fp32"), ("32x48", "bf16")]
+    assert 0 < float(memory[0]["peak RSS MiB"]) <= float(memory[1]["peak RSS MiB"])  # a running peak
+    assert "EnlightenGAN.train_step" not in out  # not asked for
+    assert "best fp32 path EnlightenGAN at 1080x1920: not measured in this run — target ≤6000 ms" in out
+    assert keras.config.dtype_policy().name == "float32"
+
+
+@pytest.mark.slow  # tracing and optimising the GAN's training graph alone takes ~15 s of CPU
+def test_bench_enlightengan_prints_training_row(capsys):
+    bench_enlightengan.main(TINY + ["--paths", "train", "--rss", "off", "--train-size", "32x32"])
+    out = capsys.readouterr().out
+    (train,) = parse_table(out, "EnlightenGAN.train_step")
+    assert (train["size"], train["batch"], train["note"]) == ("32x32", "1", "random VGG16 weights")
+    assert math.isclose(float(train["steps/s"]) * float(train["ms/step"]), 1000.0, rel_tol=0.01)
+    assert float(train["GFLOP"]) > 0
+
+
+def test_unknown_path_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        bench_sci.main(TINY + ["--paths", "warp-drive"])
+    assert "unknown --paths warp-drive" in capsys.readouterr().err
