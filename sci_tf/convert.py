@@ -6,7 +6,8 @@ Layout of the original state dict (PyTorch `nn.Sequential` indices; conv weights
 Aliased keys (the same module appended to `blocks` several times, original quirk 2): `enhance.blocks.{k}.*`
 repeats `enhance.conv.*` and `calibrate.blocks.{k}.*` repeats `calibrate.convs.*`; they must be identical.
 BN `num_batches_tracked` is accepted and ignored (Keras does not count batches; momentum is fixed). Reading
-(`.pt` through torch, imported lazily, or `.npz`) and the name and shape checks are `train.torch_weights`'.
+(`.pt` through torch when installed, else torch-free; or `.npz`) and the name and shape checks are
+`train.torch_weights`'.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from sci_tf.enhancer import SCIEnhancer
 from sci_tf.model import SCI
 from sci_tf.networks import CalibrateNetwork, EnhanceNetwork
+from train.callbacks import save_weights_atomically
 from train.errors import WeightsMismatchError
 from train.torch_weights import assign_state_dict, read_state_dict
 
@@ -96,9 +98,7 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, target: str = "
         raise ValueError(f"{dst}: the output must end in .weights.h5")
     model = SCIEnhancer() if target == "enhancer" else SCI()
     load_state_dict(model, read_state_dict(src), source=str(src))
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    model.save_weights(str(dst), overwrite=True)
-    return dst
+    return save_weights_atomically(model, dst)  # a failed conversion never leaves a half-written dst
 
 
 def export_presets(reference_weights_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> None:
@@ -124,7 +124,7 @@ def _weights_file(value: str) -> str:
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `llie convert sci SRC --out DST.weights.h5 [--full]`."""
-    parser.add_argument("src", help="original checkpoint: weights/<name>.pt (needs torch) or <name>_state_dict.npz")
+    parser.add_argument("src", help="original checkpoint: weights/<name>.pt or <name>_state_dict.npz")
     parser.add_argument("--out", required=True, type=_weights_file, help="output file, must end in .weights.h5")
     parser.add_argument("--full", action="store_true",
                         help="convert the whole training network (SCI: enhance + calibrate) instead of the "

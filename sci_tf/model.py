@@ -31,7 +31,8 @@ class SCI(keras.Model):
 
     `compile()` defaults to the original optimizer (`TorchAdam`: Adam 3e-4, coupled L2 3e-4). `train_step`
     takes low-light batches only (`x`, or a tuple whose first item is x) and clips the gradient at global norm
-    `grad_clip_norm` (5 in the original) as `clip_grad_norm_` does. Metrics: "loss", "grad_norm" (pre-clip).
+    `grad_clip_norm` (5 in the original) as `clip_grad_norm_` does. Metrics: "loss", "grad_norm" (pre-clip, mean
+    over the steps with a finite norm; 0 if none had one).
     """
 
     def __init__(self, stages: int = 3, enhance_channels: int = 3, enhance_layers: int = 1,
@@ -130,7 +131,11 @@ class SCI(keras.Model):
         gradients, grad_norm = self.clip_gradients([g for g, _ in pairs])
         self.optimizer.apply(gradients, [v for _, v in pairs])
         self.loss_tracker.update_state(loss)
-        self.grad_norm_tracker.update_state(grad_norm)
+        # Finite norms only: under mixed_float16 a loss-scale overflow gives an inf/NaN norm for a step that the
+        # LossScaleOptimizer then skips, and one such value would turn the epoch's mean into NaN.
+        finite = tf.math.is_finite(grad_norm)
+        self.grad_norm_tracker.update_state(tf.where(finite, grad_norm, tf.zeros_like(grad_norm)),
+                                            sample_weight=tf.cast(finite, grad_norm.dtype))
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):

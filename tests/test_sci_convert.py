@@ -60,7 +60,7 @@ def test_enhancer_ignores_calibrate_but_full_model_needs_it(medium_state):
 
 
 def test_pt_file_equals_npz_twin(medium_state):
-    pytest.importorskip("torch")
+    # torch.load when torch is installed, else the torch-free reader (CI).
     from_pt = read_state_dict(reference_path("sci", "weights/medium.pt"))
     assert sorted(from_pt) == sorted(medium_state)
     for name, value in medium_state.items():
@@ -90,6 +90,23 @@ def test_convert_file_and_cli(tmp_path):
     other.save_weights(str(tmp_path / "other.weights.h5"))
     with pytest.raises(WeightsMismatchError, match="other.weights.h5: not SCIEnhancer weights"):
         SCIEnhancer.from_weights(tmp_path / "other.weights.h5")
+
+
+def test_convert_file_replaces_the_output_atomically(tmp_path, monkeypatch):
+    source = reference_path("sci", "weights/easy_state_dict.npz")
+    target = convert_file(source, tmp_path / "easy.weights.h5")
+    before = target.read_bytes()
+
+    def crash_midway(model, path, *args, **kwargs):
+        with open(path, "wb") as half_written:
+            half_written.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SCIEnhancer, "save_weights", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        convert_file(source, target)
+    assert target.read_bytes() == before  # the previous file is intact...
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["easy.weights.h5"]  # ...and no temp file is left
 
 
 def test_shipped_presets_are_the_converted_authors_weights():

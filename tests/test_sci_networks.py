@@ -4,9 +4,10 @@ Tolerances. Pretrained, eval-mode forwards: ≤1e-5 abs. The randomly initialise
 train_network_seed0 is badly conditioned in float32 (N(0, 0.02) weights: train-mode BatchNorm divides
 by tiny batch standard deviations, stage after stage), so the fixture itself is off the float64 result
 of the same computation by up to 3.7e-5 (train-mode outputs), 6.6e-6 (eval-mode outputs) and 4.9e-4
-(gradients, max error / max |gradient| per tensor) — measured with a float64 run of this port. Our
-float32 numbers are as close to float64 as the fixture is, so we compare with tolerances of that size:
-stage 0 ≤1e-5, all stages ≤2e-4 (train mode), ≤2e-5 (eval mode), gradients ≤1e-3 of each tensor's max.
+(gradients, max error / max |gradient| per tensor) — measured with a float64 run of this port. Measured
+against the fixture, this port is off by at most 8.6e-5 (train mode, stage 3) and 9.1e-6 (eval mode), so the
+outputs are compared at ≤1e-5 (stage 0 and eval mode) and ≤1e-4 (all train-mode stages). Gradients are
+compared at ≤1e-3 of each tensor's max: the fixture's own float32 error (4.9e-4 of it) leaves no room for less.
 """
 
 import keras
@@ -109,7 +110,7 @@ def test_train_mode_forward_and_running_statistics(seed0):
     for name in LISTS:
         got, want = np.stack(outputs[name]), seed0[f"train/{name}"]
         np.testing.assert_allclose(got[0], want[0], atol=1e-5, rtol=0, err_msg=name)
-        np.testing.assert_allclose(got, want, atol=2e-4, rtol=0, err_msg=name)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0, err_msg=name)
     # Running statistics after one forward: enhance BN and calibrate.in_conv BN updated 3×, the shared
     # calibrate block's BNs 9× (one update per use of a shared block).
     tensors = torch_variables(model)
@@ -126,7 +127,7 @@ def test_train_mode_forward_and_running_statistics(seed0):
 def test_eval_mode_forward(seed0):
     outputs = fresh_sci(seed0)(seed0["input"], training=False)
     for name in LISTS:
-        np.testing.assert_allclose(np.stack(outputs[name]), seed0[f"eval/{name}"], atol=2e-5, rtol=0, err_msg=name)
+        np.testing.assert_allclose(np.stack(outputs[name]), seed0[f"eval/{name}"], atol=1e-5, rtol=0, err_msg=name)
 
 
 def test_loss_and_every_gradient(seed0):

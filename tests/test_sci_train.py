@@ -135,6 +135,65 @@ def test_two_replicas_equal_one_device(seed0, two_cpu_strategy, grad_clip_norm, 
         np.testing.assert_allclose(b, a, atol=1e-3 * moved, rtol=0)
 
 
+def _by_path(model: SCI) -> dict[str, np.ndarray]:
+    """Trainable variables by path inside the model ("enhance/block/conv/bias"; the model's own name dropped)."""
+    return {v.path.split("/", 1)[1]: np.asarray(v) for v in model.trainable_variables}
+
+
+def test_graph_mode_torch_adam_three_stages_on_two_replicas_equals_one_device(seed0, two_cpu_strategy):
+    # What real training runs: model.fit in graph mode (tf.function), the original optimizer and 3 stages, two
+    # Adam steps. Same image on both replicas (per-replica BatchNorm statistics, as above). The one-device
+    # reference runs the same train_step eagerly (saves a trace).
+    images = np.repeat(seed0["input"][:1, :24, :24], 2, axis=0)
+    state = read_state_dict(reference_path("sci", "weights/medium_state_dict.npz"))
+    runs = {}
+    for label, strategy, eager in (("one device", tf.distribute.get_strategy(), True),
+                                   ("mirrored", two_cpu_strategy, False)):
+        with strategy.scope():
+            model = _sci(state, stages=3)
+            model.compile(optimizer=TorchAdam(learning_rate=1e-3), run_eagerly=eager)
+        history = model.fit(tf.data.Dataset.from_tensor_slices(images).batch(2).repeat(), epochs=1,
+                            steps_per_epoch=2, verbose=0).history
+        assert int(model.optimizer.iterations.numpy()) == 2, label
+        runs[label] = (history, _by_path(model))
+    (history, single), (mirrored_history, mirrored) = runs["one device"], runs["mirrored"]
+    # The pre-clip norm of the all-reduced gradient: a missing 1/replicas scaling would double it.
+    assert mirrored_history["grad_norm"][0] == pytest.approx(history["grad_norm"][0], rel=1e-5)
+    assert mirrored_history["loss"][0] == pytest.approx(history["loss"][0], rel=1e-5)
+    initial = _by_path(_sci(state, stages=3))
+    pre_norm_biases = [path for path in single if path.endswith("conv/bias") and "norm" not in path
+                       and ("block" in path or "calibrate/in_conv" in path)]
+    assert len(pre_norm_biases) == 4
+    for path, value in single.items():
+        if path in pre_norm_biases:
+            # Float-noise gradient (exact value 0, see PRE_NORM_BIASES): Adam turns it into ±lr steps whose
+            # sign differs between the devices' summation orders; both stay within 2 steps of lr.
+            assert np.abs(mirrored[path] - initial[path]).max() <= 2e-3 * 1.001, path
+            continue
+        np.testing.assert_allclose(mirrored[path], value, atol=1e-6, rtol=0, err_msg=path)  # 0.1 % of a step
+        assert np.abs(value - initial[path]).max() > 5e-4, path  # every other variable really moved
+
+
+def test_grad_norm_ignores_steps_skipped_by_loss_scaling():
+    # mixed_float16: a huge initial loss scale overflows the float16 gradients, so the LossScaleOptimizer
+    # skips steps (halving the scale each time) until the scaled gradient fits. Those steps' norms are inf/NaN.
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = SCI(stages=1)
+        model.build()
+        optimizer = keras.optimizers.LossScaleOptimizer(TorchAdam(), initial_scale=2.0**40)
+        model.compile(optimizer=optimizer, run_eagerly=True)
+        history = model.fit(tf.data.Dataset.from_tensor_slices(_images(0, 2, size=16)).batch(2).repeat(),
+                            epochs=1, steps_per_epoch=30, verbose=0).history
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert float(optimizer.dynamic_scale) < 2.0**40 / 1e6  # ≥ 20 skipped steps...
+    assert 0 < int(optimizer.inner_optimizer.iterations.numpy()) < 30  # ...and some applied ones
+    assert np.isfinite(history["grad_norm"][0]) and 0.0 < history["grad_norm"][0] < 1e3
+    assert np.isfinite(history["loss"][0])
+
+
 def test_llie_train_sci_writes_enhancer_weights(tmp_path):
     from sci_tf.train_command import train
     from train.cli import build_parser
