@@ -43,7 +43,6 @@ from train.errors import WeightsMismatchError
 from train.fit import FINAL_WEIGHTS, add_training_arguments, run_training
 from train.folders import find_lol_pairs
 from train.io import read_image
-from train.reading import pipeline_errors
 from train.registry import TrainCommand
 
 # reflectance_restoration_net_train.py's lr_schedule(epoch): lr for epoch <= 800, lr/2 <= 1250, lr/4 <= 1500,
@@ -187,10 +186,9 @@ def run_stage(args: argparse.Namespace, stage: Stage) -> StageTrainer:
     def save(trainer: StageTrainer, path: str) -> None:
         getattr(trainer, stage.network).save_weights(path)
 
-    with pipeline_errors():
-        return run_training(args, build_model=lambda: stage.build(args), dataset=dataset,
-                            sample_images=np.asarray(sample), render_samples=stage.render(args),
-                            save_weights=save, extra_callbacks=stage.callbacks(args))
+    return run_training(args, build_model=lambda: stage.build(args), dataset=dataset,
+                        sample_images=np.asarray(sample), render_samples=stage.render(args),
+                        save_weights=save, extra_callbacks=stage.callbacks(args))
 
 
 def assemble_kind(decom: str | Path, restoration: str | Path, adjust: str | Path) -> KinD:

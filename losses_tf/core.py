@@ -32,6 +32,14 @@ def safe_sqrt(values: tf.Tensor) -> tf.Tensor:
     return tf.where(positive, roots, tf.zeros_like(values))
 
 
+def check_non_negative(name: str, value: float, *, allow_zero: bool = True) -> float:
+    """`value` as a float; `ValueError` naming the argument if it is negative (or zero, unless `allow_zero`)."""
+    value = float(value)
+    if value < 0.0 or (value == 0.0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
 @contextlib.contextmanager
 def float32_policy() -> Iterator[None]:
     """Builds layers inside this block with the float32 policy, whatever the global (mixed) policy is."""

@@ -113,11 +113,11 @@ class SelfFeaturePreservingLoss(ImageLoss):
                 self.extractor = sfp_vgg16(self.weights, name=f"{self.name}_vgg16")
         return self.extractor
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         return sfp_image_loss(y_pred, y_true, self.build_extractor(), subtract_mean=self.subtract_mean,
                               instance_norm=self.instance_norm)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "weights": self.weights, "subtract_mean": self.subtract_mean,
                 "instance_norm": self.instance_norm}
 
@@ -131,7 +131,9 @@ def _patches(predictions: tf.Tensor | Sequence[tf.Tensor]) -> list[tf.Tensor]:
     return tf.unstack(tf.convert_to_tensor(predictions), axis=0)
 
 
-def local_generator_loss(pred_fake_local, pred_real_local=None, hybrid: bool = True) -> tf.Tensor:
+def local_generator_loss(pred_fake_local: tf.Tensor | Sequence[tf.Tensor],
+                         pred_real_local: tf.Tensor | Sequence[tf.Tensor] | None = None,
+                         hybrid: bool = True) -> tf.Tensor:
     """Generator term of the local discriminator, averaged over the patches (float32 scalar).
 
     `hybrid=True` (official `hybrid_loss`): LSGAN MSE(D(fake patch), 1). `hybrid=False`: relativistic LSGAN per
@@ -145,7 +147,8 @@ def local_generator_loss(pred_fake_local, pred_real_local=None, hybrid: bool = T
     return tf.add_n(terms) / float(len(terms))
 
 
-def local_discriminator_loss(pred_real_local, pred_fake_local, hybrid: bool = True) -> tf.Tensor:
+def local_discriminator_loss(pred_real_local: tf.Tensor | Sequence[tf.Tensor],
+                             pred_fake_local: tf.Tensor | Sequence[tf.Tensor], hybrid: bool = True) -> tf.Tensor:
     """Local discriminator loss averaged over the patches (upstream `loss_D_P`): LSGAN ½[MSE(Pr,1) + MSE(Pf,0)]
     per patch with `hybrid=True` (official), relativistic LSGAN per patch otherwise."""
     per_patch = lsgan_discriminator_loss if hybrid else relativistic_lsgan_discriminator_loss
@@ -153,15 +156,19 @@ def local_discriminator_loss(pred_real_local, pred_fake_local, hybrid: bool = Tr
     return tf.add_n(terms) / float(len(terms))
 
 
-def enlighten_generator_gan_loss(pred_real_global: tf.Tensor, pred_fake_global: tf.Tensor, pred_fake_local,
-                                 pred_real_local=None, hybrid: bool = True) -> tf.Tensor:
+def enlighten_generator_gan_loss(pred_real_global: tf.Tensor, pred_fake_global: tf.Tensor,
+                                 pred_fake_local: tf.Tensor | Sequence[tf.Tensor],
+                                 pred_real_local: tf.Tensor | Sequence[tf.Tensor] | None = None,
+                                 hybrid: bool = True) -> tf.Tensor:
     """Upstream `loss_G_A`: relativistic LSGAN on the global D + the local term (`local_generator_loss`)."""
     return (relativistic_lsgan_generator_loss(pred_real_global, pred_fake_global)
             + local_generator_loss(pred_fake_local, pred_real_local, hybrid))
 
 
-def enlighten_discriminator_losses(pred_real_global: tf.Tensor, pred_fake_global: tf.Tensor, pred_real_local,
-                                   pred_fake_local, hybrid: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+def enlighten_discriminator_losses(pred_real_global: tf.Tensor, pred_fake_global: tf.Tensor,
+                                   pred_real_local: tf.Tensor | Sequence[tf.Tensor],
+                                   pred_fake_local: tf.Tensor | Sequence[tf.Tensor],
+                                   hybrid: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
     """Upstream (`loss_D_A`, `loss_D_P`): relativistic LSGAN on the global D, `local_discriminator_loss`."""
     return (relativistic_lsgan_discriminator_loss(pred_real_global, pred_fake_global),
             local_discriminator_loss(pred_real_local, pred_fake_local, hybrid))

@@ -98,7 +98,8 @@ def _mutual_i_input_loss(illumination: tf.Tensor, image: tf.Tensor) -> tf.Tensor
     return tf.reduce_mean(total)
 
 
-def decomposition_loss(r_low, i_low, r_high, i_high, input_low, input_high) -> dict[str, tf.Tensor]:
+def decomposition_loss(r_low: tf.Tensor, i_low: tf.Tensor, r_high: tf.Tensor, i_high: tf.Tensor,
+                       input_low: tf.Tensor, input_high: tf.Tensor) -> dict[str, tf.Tensor]:
     """decomposition_net_train.py's loss_Decom: each term of `DECOMPOSITION_WEIGHTS` (unweighted) and "total".
 
     r_* (N,H,W,3) and i_* (N,H,W,1) are DecomNet outputs on input_low / input_high (N,H,W,3) in [0,1].
@@ -118,7 +119,7 @@ def decomposition_loss(r_low, i_low, r_high, i_high, input_low, input_high) -> d
     return terms
 
 
-def restoration_loss(output_r, target_r) -> dict[str, tf.Tensor]:
+def restoration_loss(output_r: tf.Tensor, target_r: tf.Tensor) -> dict[str, tf.Tensor]:
     """reflectance_restoration_net_train.py's loss: {"square", "ssim", "grad", "total"} (total = unweighted sum).
 
     square = MSE; ssim = 1 − mean of the three per-channel `kind_ssim`; grad = `grad_loss` of the BT.601 grey
@@ -132,7 +133,7 @@ def restoration_loss(output_r, target_r) -> dict[str, tf.Tensor]:
     return {"square": square, "ssim": ssim, "grad": grad, "total": square + grad + ssim}
 
 
-def adjust_loss(output_i, target_i) -> dict[str, tf.Tensor]:
+def adjust_loss(output_i: tf.Tensor, target_i: tf.Tensor) -> dict[str, tf.Tensor]:
     """illumination_adjustment_net_train.py's loss: {"square", "grad", "total"}; (N,H,W,1) maps in [0,1]."""
     output_i, target_i = to_float32(output_i, target_i)
     square = tf.reduce_mean(tf.square(output_i - target_i))
@@ -141,6 +142,37 @@ def adjust_loss(output_i, target_i) -> dict[str, tf.Tensor]:
 
 
 # === Losses ===
+
+# Channel layout of KinDDecompositionLoss's packed arguments.
+DECOMPOSITION_INPUT_CHANNELS = {"input_low": 3, "input_high": 3}
+DECOMPOSITION_OUTPUT_CHANNELS = {"r_low": 3, "i_low": 1, "r_high": 3, "i_high": 1}
+
+
+def _unpack(packed: tf.Tensor, layout: dict[str, int], what: str) -> list[tf.Tensor]:
+    channels = sum(layout.values())
+    if packed.shape[-1] is not None and packed.shape[-1] != channels:
+        raise ValueError(f"{what} must stack {' + '.join(f'{name} ({n})' for name, n in layout.items())} = "
+                         f"{channels} channels, got shape {packed.shape}")
+    return tf.split(packed, list(layout.values()), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="losses_tf")
+class KinDDecompositionLoss(ImageLoss):
+    """`decomposition_loss(...)["total"]` as a Keras loss, its six tensors packed into the two of the interface.
+
+    y_true: the input pair stacked on channels, concat([input_low, input_high], -1), (N, H, W, 6) in [0,1].
+    y_pred: the DecomNet outputs stacked, concat([r_low, i_low, r_high, i_high], -1), (N, H, W, 8): R 3 channels,
+    I 1 channel each (see `DECOMPOSITION_OUTPUT_CHANNELS`). Returns the batch scalar (the gradient terms
+    normalise over the whole batch), so `sample_weight` scales the whole batch, not single images.
+    """
+
+    def __init__(self, name: str = "kind_decomposition_loss", reduction: str | None = "sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        input_low, input_high = _unpack(y_true, DECOMPOSITION_INPUT_CHANNELS, "y_true")
+        r_low, i_low, r_high, i_high = _unpack(y_pred, DECOMPOSITION_OUTPUT_CHANNELS, "y_pred")
+        return decomposition_loss(r_low, i_low, r_high, i_high, input_low, input_high)["total"]
 
 
 @keras.saving.register_keras_serializable(package="losses_tf")
@@ -154,7 +186,7 @@ class KinDRestorationLoss(ImageLoss):
     def __init__(self, name: str = "kind_restoration_loss", reduction: str | None = "sum_over_batch_size"):
         super().__init__(name=name, reduction=reduction)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         return restoration_loss(y_pred, y_true)["total"]
 
 
@@ -165,5 +197,5 @@ class KinDAdjustLoss(ImageLoss):
     def __init__(self, name: str = "kind_adjust_loss", reduction: str | None = "sum_over_batch_size"):
         super().__init__(name=name, reduction=reduction)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         return adjust_loss(y_pred, y_true)["total"]

@@ -109,13 +109,21 @@ def illumination_smoothness_loss(maps: tf.Tensor, weight: float = 1.0) -> tf.Ten
     return weight * 2.0 * (vertical / ((height - 1.0) * width) + horizontal / (height * (width - 1.0)))
 
 
+def _check_dark_fraction(dark_fraction: float) -> float:
+    if not 0.0 < float(dark_fraction) < 1.0:
+        raise ValueError(f"dark_fraction must be in (0, 1), got {dark_fraction}")
+    return float(dark_fraction)
+
+
 def region_loss(y_true: tf.Tensor, y_pred: tf.Tensor, dark_fraction: float = 0.4, dark_weight: float = 4.0,
                 bright_weight: float = 1.0) -> tf.Tensor:
     """MBLLEN region loss per image, (N,): mean of w·|y_pred − y_true|, w = dark_weight on the darkest
     `dark_fraction` of pixels of y_true's grey (0.39 R + 0.5 G + 0.11 B), bright_weight elsewhere.
 
     The threshold is the sorted grey value at index int(H·W·dark_fraction − 1), ties included, as in MBLLEN's code.
+    Raises ValueError unless 0 < dark_fraction < 1.
     """
+    _check_dark_fraction(dark_fraction)
     y_true, y_pred = to_float32(y_true, y_pred)
     grey = tf.tensordot(y_true, tf.constant(MBLLEN_GREY_WEIGHTS, tf.float32), axes=[[3], [0]])
     flat = tf.reshape(grey, [tf.shape(grey)[0], -1])
@@ -226,7 +234,7 @@ class RegionLoss(ImageLoss):
 
     def __init__(self, dark_fraction: float = 0.4, dark_weight: float = 4.0, bright_weight: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        self.dark_fraction = float(dark_fraction)
+        self.dark_fraction = _check_dark_fraction(dark_fraction)
         self.dark_weight = float(dark_weight)
         self.bright_weight = float(bright_weight)
 

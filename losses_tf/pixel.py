@@ -12,7 +12,7 @@ import math
 import keras
 import tensorflow as tf
 
-from losses_tf.core import ImageLoss, per_image_mean, safe_sqrt, to_float32
+from losses_tf.core import ImageLoss, check_non_negative, per_image_mean, safe_sqrt, to_float32
 
 # === Functions ===
 
@@ -35,7 +35,10 @@ def _huber(difference: tf.Tensor, delta: float) -> tf.Tensor:
 
 
 def smooth_l1_loss(y_true: tf.Tensor, y_pred: tf.Tensor, beta: float = 1.0) -> tf.Tensor:
-    """PyTorch `smooth_l1_loss`: 0.5·d²/β where |d| < β, else |d| − 0.5·β; β = 0 is L1. Per image, (N,)."""
+    """PyTorch `smooth_l1_loss`: 0.5·d²/β where |d| < β, else |d| − 0.5·β; β = 0 is L1. Per image, (N,).
+
+    Raises ValueError for β < 0 (as PyTorch)."""
+    beta = check_non_negative("beta", beta)
     y_true, y_pred = to_float32(y_true, y_pred)
     difference = y_pred - y_true
     if beta == 0.0:
@@ -44,7 +47,10 @@ def smooth_l1_loss(y_true: tf.Tensor, y_pred: tf.Tensor, beta: float = 1.0) -> t
 
 
 def huber_loss(y_true: tf.Tensor, y_pred: tf.Tensor, delta: float = 1.0) -> tf.Tensor:
-    """Huber (1964): 0.5·d² where |d| < δ, else δ·(|d| − 0.5·δ). Per image, (N,)."""
+    """Huber (1964): 0.5·d² where |d| < δ, else δ·(|d| − 0.5·δ). Per image, (N,).
+
+    Raises ValueError for δ ≤ 0 (δ = 0 would be a loss of 0 everywhere; PyTorch's HuberLoss also needs δ > 0)."""
+    delta = check_non_negative("delta", delta, allow_zero=False)
     y_true, y_pred = to_float32(y_true, y_pred)
     return per_image_mean(_huber(y_pred - y_true, delta))
 
@@ -58,7 +64,10 @@ def log_mse_loss(y_true: tf.Tensor, y_pred: tf.Tensor, eps: float = 1e-8) -> tf.
 
 
 def charbonnier_loss(y_true: tf.Tensor, y_pred: tf.Tensor, eps: float = 1e-3) -> tf.Tensor:
-    """Mean of sqrt(d² + eps²) per image, (N,); the sqrt is guarded so eps = 0 (plain L1) has finite gradients."""
+    """Mean of sqrt(d² + eps²) per image, (N,); the sqrt is guarded so eps = 0 (plain L1) has finite gradients.
+
+    Raises ValueError for eps < 0."""
+    eps = check_non_negative("eps", eps)
     y_true, y_pred = to_float32(y_true, y_pred)
     return per_image_mean(safe_sqrt(tf.square(y_pred - y_true) + eps * eps))
 
@@ -88,7 +97,7 @@ class SmoothL1Loss(ImageLoss):
 
     def __init__(self, beta: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        self.beta = float(beta)
+        self.beta = check_non_negative("beta", beta)
 
     def call(self, y_true, y_pred):
         return smooth_l1_loss(y_true, y_pred, self.beta)
@@ -103,7 +112,7 @@ class HuberLoss(ImageLoss):
 
     def __init__(self, delta: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        self.delta = float(delta)
+        self.delta = check_non_negative("delta", delta, allow_zero=False)
 
     def call(self, y_true, y_pred):
         return huber_loss(y_true, y_pred, self.delta)
@@ -133,7 +142,7 @@ class CharbonnierLoss(ImageLoss):
 
     def __init__(self, eps: float = 1e-3, **kwargs):
         super().__init__(**kwargs)
-        self.eps = float(eps)
+        self.eps = check_non_negative("eps", eps)
 
     def call(self, y_true, y_pred):
         return charbonnier_loss(y_true, y_pred, self.eps)

@@ -1,9 +1,11 @@
-"""train.data: tf.data pipelines (pairing, determinism, crops, dihedral augmentation, eval mode, bad input)."""
+"""train.data: tf.data pipelines (pairing, determinism, crops, dihedral and EnlightenGAN augmentation, eval mode,
+bad input)."""
 
 import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +132,7 @@ def test_paired_eval_dataset_yields_whole_images_and_names(lol_root):
 # === Unpaired and low-only ===
 
 
-def test_unpaired_epoch_length_and_independent_sides(tmp_path):
+def test_unpaired_epoch_length_and_sides(tmp_path):
     for index in range(5):
         save(tmp_path / "trainA" / f"{index}.png", coded_image(index, (10, 10)))
     for index in range(5, 7):
@@ -140,10 +142,64 @@ def test_unpaired_epoch_length_and_independent_sides(tmp_path):
     assert sorted(np.concatenate([_identity_codes(low) for low, _ in epoch])) == [0, 10, 20, 30, 40]
     stream = _batches(data.unpaired_dataset(tmp_path / "trainA", tmp_path / "trainB", patch_size=8,
                                             batch_size=16), 2)
-    normal_codes = np.concatenate([_identity_codes(normal) for _, normal in stream])
-    assert set(normal_codes) == {50, 60}  # drawn with replacement from B
     for low, normal in stream:
         assert low.shape == normal.shape == (16, 8, 8, 3)
+
+
+def _write_unpaired(folder, count_a, count_b, size=(8, 8)):
+    """trainA coded 0..count_a-1, trainB coded 10..10+count_b-1 (channel-0 codes 10·index)."""
+    for index in range(count_a):
+        save(folder / "trainA" / f"{index}.png", coded_image(index, size))
+    for index in range(count_b):
+        save(folder / "trainB" / f"{index}.png", coded_image(10 + index, size))
+
+
+@pytest.mark.parametrize("count_a, count_b", [(3, 5), (5, 2)])
+def test_unpaired_sample_i_is_a_i_mod_a_with_b_i_mod_b(tmp_path, count_a, count_b):
+    # Upstream UnalignedDataset.__getitem__(i) = (A[i % |A|], B[i % |B|]) over a shuffled range(max(|A|, |B|)).
+    _write_unpaired(tmp_path, count_a, count_b)
+    length = max(count_a, count_b)
+    want = sorted((i % count_a, i % count_b) for i in range(length))
+    dataset = data.unpaired_dataset(tmp_path, patch_size=8, batch_size=length, seed=4)
+    orders = []
+    for low, normal in _batches(dataset, 4):  # one epoch per batch
+        pairs = list(zip((_identity_codes(low) / 10).astype(int), (_identity_codes(normal) / 10 - 10).astype(int)))
+        assert sorted(pairs) == want
+        orders.append(tuple(pairs))
+    assert len(set(orders)) > 1  # reshuffled every epoch
+    unshuffled = _batches(data.unpaired_dataset(tmp_path, patch_size=8, batch_size=length, shuffle=False), 1)[0]
+    assert list(zip((_identity_codes(unshuffled[0]) / 10).astype(int),
+                    (_identity_codes(unshuffled[1]) / 10 - 10).astype(int))) == [
+        (i % count_a, i % count_b) for i in range(length)]
+
+
+def _dihedral_index(patch, source):
+    """Which of the 8 transforms (k rotations, then an up-down flip if ≥ 4) maps `source` to `patch`."""
+    transforms = [np.rot90(source, k) for k in range(4)] + [np.flipud(np.rot90(source, k)) for k in range(4)]
+    matches = [i for i, t in enumerate(transforms) if np.array_equal(patch, t)]
+    assert len(matches) == 1
+    return matches[0]
+
+
+IDENTITY, ROT180, FLIP_UD, FLIP_LR = 0, 2, 4, 6  # flipud(rot90(x, 2)) = fliplr(x)
+
+
+def test_unpaired_augmentation_is_upstream_flips_never_a_rotation(tmp_path):
+    _write_unpaired(tmp_path, 1, 1, size=(6, 6))  # one noisy 6×6 image per side: every transform is distinct
+    sources = [coded_image(index, (6, 6)).astype(np.float32) / 255.0 for index in (0, 10)]
+    low, normal = _batches(data.unpaired_dataset(tmp_path, patch_size=6, batch_size=96, seed=2), 1)[0]
+    seen_low = [_dihedral_index(patch, sources[0]) for patch in low]
+    seen_normal = [_dihedral_index(patch, sources[1]) for patch in normal]
+    # Only flips (no 90° rotation, no transpose); each of the four flip combinations occurs on both sides.
+    assert set(seen_low) == set(seen_normal) == {IDENTITY, FLIP_LR, FLIP_UD, ROT180}
+    # The vertical flip is only ever joint; the horizontal one also per image, so the sides differ there.
+    vertical = {FLIP_UD, ROT180}
+    assert all((a in vertical) == (b in vertical) for a, b in zip(seen_low, seen_normal))
+    horizontal = {FLIP_LR, ROT180}
+    assert any((a in horizontal) != (b in horizontal) for a, b in zip(seen_low, seen_normal))
+    plain = _batches(data.unpaired_dataset(tmp_path, patch_size=6, batch_size=8, augment=False), 1)[0]
+    np.testing.assert_array_equal(plain[0], np.broadcast_to(sources[0], plain[0].shape))
+    np.testing.assert_array_equal(plain[1], np.broadcast_to(sources[1], plain[1].shape))
 
 
 def test_unpaired_b_larger_than_a_wraps_a(tmp_path):
@@ -213,6 +269,51 @@ def test_skip_bad_logs_and_drops_the_pair(broken_root, caplog):
     assert sorted(_identity_codes(epoch[0][0])) == [0, 10, 20, 40, 50]
     assert names == [b"0.png", b"1.png", b"2.png", b"4.png", b"5.png"]
     assert caplog.text.count("low/3.png: corrupt or truncated") == 2
+
+
+def _first_batch_in_a_thread(dataset, timeout_s=120):
+    """next(iter(dataset)) inside `pipeline_errors`, in a daemon thread: ("value" | "error" | "hung", result)."""
+    outcome = {}
+
+    def run():
+        try:
+            with data.pipeline_errors():
+                outcome["value"] = next(iter(dataset))
+        except Exception as err:  # noqa: BLE001 (handed to the test)
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return "hung", None
+    return next(iter(outcome.items()))
+
+
+@pytest.mark.parametrize("repeat", [True, False])
+def test_skip_bad_with_every_file_failing_raises_instead_of_hanging(tmp_path, repeat):
+    for name in ("1.png", "2.png"):
+        full = save(tmp_path / name, coded_image(0, (24, 24))).read_bytes()
+        (tmp_path / name).write_bytes(full[: len(full) // 2])  # headers fine: only decoding fails
+    dataset = data.low_only_dataset(tmp_path, skip_bad=True, repeat=repeat)
+    kind, result = _first_batch_in_a_thread(dataset)
+    assert kind == "error", f"expected a DatasetLayoutError, got {kind}"
+    assert isinstance(result, DatasetLayoutError)
+    assert str(result).startswith(f"{tmp_path}: no sample of a whole epoch (2 samples) could be read")
+
+
+def test_skip_bad_endless_stream_keeps_going_on_the_good_files(broken_root):
+    dataset = data.paired_dataset(broken_root, patch_size=8, batch_size=8, skip_bad=True)
+    kind, (low, high) = _first_batch_in_a_thread(dataset)
+    assert kind == "value" and low.shape == (8, 8, 8, 3)
+    assert set(_identity_codes(low.numpy())) == {0, 10, 20, 40, 50}
+
+
+def test_16_bit_png_reaches_the_pipeline_at_full_precision(tmp_path):
+    values = np.arange(3 * 5 * 3, dtype=np.uint16).reshape(3, 5, 3) * 7 + 250  # all dark: < 600 of 65535
+    (tmp_path / "dark16.png").write_bytes(tf.io.encode_png(tf.constant(values)).numpy())
+    (batch,) = _batches(data.low_only_dataset(tmp_path, augment=False, repeat=False), 2)
+    np.testing.assert_array_equal(batch[0], values.astype(np.float32) / np.float32(65535.0))
 
 
 def test_layout_errors_happen_at_construction(tmp_path, monkeypatch):

@@ -289,3 +289,35 @@ def test_warns_about_an_unbuilt_extra_optimizer(tmp_path):
         run_training(toy_args(tmp_path, "--epochs", "1", "--steps-per-epoch", "1"), build_model=build,
                      dataset=toy_dataset())
     assert not glob.glob(str(tmp_path / "**" / "*.tmp.weights.h5"), recursive=True)
+
+
+def test_extra_callback_logs_reach_tensorboard(tmp_path):
+    # A model's schedule callback (e.g. EnlightenGAN's EpochLinearDecay) writes its value into the epoch logs;
+    # it must run before the TensorBoard scalar writer for the value to be written.
+    schedule = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: logs.__setitem__("lr", 0.5 / (epoch + 1)))
+    run_training(toy_args(tmp_path, "--epochs", "2"), build_model=build_toy, dataset=toy_dataset(),
+                 extra_callbacks=[schedule])
+    written = {}
+    for path in glob.glob(str(tmp_path / "logs" / "train" / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                written.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    assert written["epoch_lr"] == pytest.approx({1: 0.5, 2: 0.25})
+    assert sorted(written["epoch_loss"]) == [1, 2]
+
+
+def test_corrupt_training_image_is_one_line_naming_the_file(tmp_path, capsys):
+    # `llie train` through the chassis: the decode failure inside model.fit comes out as our one-line error.
+    from tests.enhancer_testing import error_lines, run_llie
+
+    data = tmp_path / "data"
+    data.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)
+    keras.utils.save_img(data / "0.png", noise, scale=False)  # read first for the sample images: must be good
+    (data / "1.png").write_bytes((data / "0.png").read_bytes()[:80])  # header fine, pixels cut off
+    status, _, stderr = run_llie(capsys, "train", "sci", "--data", data, "--epochs", "1", "--stages", "1",
+                                 "--run-dir", tmp_path / "run", "--verbose", "0")
+    assert status == 1
+    assert error_lines(stderr, "train") == [stderr.strip()]
+    assert stderr.strip().startswith(f"llie train: error: {data / '1.png'}: corrupt or truncated image")

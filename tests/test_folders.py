@@ -80,6 +80,20 @@ def test_lol_v2_real_captured_prefixes(tmp_path):
     assert [(a.name, b.name) for a, b in pairs] == [(f"low{i:05d}.png", f"normal{i:05d}.png") for i in (1, 2, 10)]
 
 
+def test_lol_v2_prefixes_with_an_orphan_name_only_the_orphan(tmp_path, caplog):
+    for i in (1, 2, 3):
+        save(tmp_path / "Train" / "Low" / f"low{i:05d}.png", coded_image(i, (4, 4)))
+    for i in (1, 2):
+        save(tmp_path / "Train" / "Normal" / f"normal{i:05d}.png", coded_image(i, (4, 4)))
+    with pytest.raises(DatasetLayoutError, match=r"^1 image\(s\) have no partner .*: [^,]*Low/low00003\.png$"):
+        find_lol_pairs(tmp_path, "train")
+    with caplog.at_level(logging.WARNING, logger="train.data"):
+        pairs = find_lol_pairs(tmp_path, "train", skip_bad=True)
+    assert [(a.name, b.name) for a, b in pairs] == [("low00001.png", "normal00001.png"),
+                                                    ("low00002.png", "normal00002.png")]
+    assert caplog.text.count("skipping") == 1 and "low00003.png" in caplog.text
+
+
 def test_unmatched_names_are_an_error_or_logged_skips(tmp_path, caplog):
     write_pairs(tmp_path, ["1.png", "2.png"], size=(4, 4))
     save(tmp_path / "low" / "3.png", coded_image(3, (4, 4)))

@@ -1,10 +1,15 @@
 """train.io: every Pillow mode → float32 RGB [0,1], EXIF orientation, clear errors, atomic writes."""
 
 import os
+import struct
+import threading
+import warnings
+import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+import tensorflow as tf
+from PIL import Image, ImageFile
 
 from train.errors import ImageReadError, ImageWriteError
 from train.io import IMAGE_SUFFIXES, is_image_path, read_image, read_image_size, to_uint8, write_image
@@ -89,6 +94,62 @@ def test_dark_16_bit_image_is_not_mistaken_for_8_bit(tmp_path):
     np.testing.assert_allclose(read_image(tmp_path / "dark.png")[..., 1], values / 65535.0, rtol=1e-6)
 
 
+def _png16(path, values, orientation=None):
+    """`values` (H, W, C) uint16 as a 16-bit PNG (Pillow cannot write 16-bit colour), with an eXIf chunk
+    holding `orientation` if given."""
+    data = tf.io.encode_png(tf.constant(values, tf.uint16)).numpy()
+    assert data[24] == 16
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        body = exif.tobytes()[len(b"Exif\0\0"):]
+        chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+        data = data[:33] + chunk + data[33:]  # right after the 8-byte signature and the 25-byte IHDR chunk
+    path.write_bytes(data)
+    return path
+
+
+def test_dark_16_bit_rgb_png_keeps_full_precision(tmp_path):
+    # Pillow 13 opens this as 8-bit "RGB": 300 → 1/255 and every value < 256 → 0, a black image.
+    values = np.array([[[0, 1, 255], [256, 300, 1000]], [[4095, 65534, 65535], [7, 77, 777]]], np.uint16)
+    image = read_image(_png16(tmp_path / "dark16.png", values))
+    _check_layout(image, (2, 2, 3))
+    np.testing.assert_array_equal(image, values.astype(np.float32) / np.float32(65535.0))
+
+
+def test_16_bit_png_alpha_is_composited_on_black(tmp_path):
+    rgba = np.array([[[300, 600, 900, 65535], [65535, 65535, 65535, 0]],
+                     [[1000, 2000, 3000, 32768], [10, 20, 30, 65535]]], np.uint16)
+    image = read_image(_png16(tmp_path / "rgba16.png", rgba))
+    want = rgba[..., :3].astype(np.float32) / 65535.0 * (rgba[..., 3:].astype(np.float32) / 65535.0)
+    np.testing.assert_allclose(image, want, rtol=1e-6, atol=0)
+    grey_alpha = rgba[..., [0, 3]]
+    image = read_image(_png16(tmp_path / "la16.png", grey_alpha))
+    want = grey_alpha[..., :1].astype(np.float32) / 65535.0 * (grey_alpha[..., 1:].astype(np.float32) / 65535.0)
+    np.testing.assert_allclose(image, np.repeat(want, 3, axis=-1), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16_bit_png_exif_orientation_matches_the_8_bit_path(tmp_path, orientation):
+    eight = np.random.default_rng(orientation).integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(eight).save(tmp_path / "8.png", exif=exif)
+    # v·257 / 65535 = v / 255 exactly: the two reads must agree bit for bit, orientation included.
+    image = read_image(_png16(tmp_path / "16.png", eight.astype(np.uint16) * 257, orientation))
+    np.testing.assert_array_equal(image, read_image(tmp_path / "8.png"))
+    assert read_image_size(tmp_path / "16.png") == image.shape[:2]
+    assert image.shape[:2] == ((5, 3) if orientation >= 5 else (3, 5))
+
+
+def test_truncated_16_bit_png_is_named(tmp_path):
+    data = _png16(tmp_path / "full.png", np.random.default_rng(0).integers(0, 65536, (32, 32, 3), np.uint16)
+                  ).read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.png: corrupt or truncated"):
+        read_image(tmp_path / "cut.png")
+
+
 def test_cmyk_jpeg_is_converted_to_rgb(tmp_path):
     cmyk = Image.new("CMYK", (4, 3), (0, 255, 255, 0))  # pure red
     cmyk.save(tmp_path / "c.jpg", quality=100)
@@ -155,6 +216,46 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
         read_image(tmp_path / "big.png")
     with pytest.raises(ImageReadError, match=r"big\.png: image too large"):
         read_image_size(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)  # exactly at the limit: allowed, as in Pillow
+    assert read_image(tmp_path / "big.png").shape == (20, 20, 3)
+
+
+def test_concurrent_reads_leave_the_warning_filters_alone(tmp_path, monkeypatch):
+    # tf.data reads files in parallel threads. A guard that swaps the process-wide warning filters
+    # (catch_warnings) per read leaks them when two reads overlap as A enters, B enters, A leaves, B leaves:
+    # B restores the filters A had set. That interleaving is forced here through a blocking decode.
+    first, second = (_save(tmp_path / name, RGB) for name in ("a.png", "b.png"))
+    original_load = ImageFile.ImageFile.load
+    a_inside, b_inside, a_done = threading.Event(), threading.Event(), threading.Event()
+
+    def interleaved_load(self):
+        if os.path.basename(self.filename) == "a.png":
+            a_inside.set()
+            assert b_inside.wait(30)
+        else:
+            b_inside.set()
+            assert a_done.wait(30)
+        return original_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", interleaved_load)
+    before = list(warnings.filters)
+    results = {}
+
+    def read(path):
+        results[path.name] = read_image(path)
+        if path.name == "a.png":
+            a_done.set()
+
+    threads = [threading.Thread(target=read, args=(first,))]
+    threads[0].start()
+    assert a_inside.wait(30)
+    threads.append(threading.Thread(target=read, args=(second,)))
+    threads[1].start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == ["a.png", "b.png"]
+    np.testing.assert_array_equal(results["b.png"], RGB.astype(np.float32) / 255.0)
+    assert warnings.filters == before
 
 
 def test_suffixes():

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from losses_tf.kind import (DECOMPOSITION_WEIGHTS, KinDAdjustLoss, KinDRestorationLoss, adjust_loss,
-                            decomposition_loss, kind_gradient, kind_ssim, restoration_loss)
+from losses_tf.kind import (DECOMPOSITION_WEIGHTS, KinDAdjustLoss, KinDDecompositionLoss, KinDRestorationLoss,
+                            adjust_loss, decomposition_loss, kind_gradient, kind_ssim, restoration_loss)
+from tests.loss_testing import assert_round_trips
 from tests.reference import reference
 
 REL = 1e-4
@@ -85,3 +86,50 @@ def test_losses_have_finite_gradients_with_flat_inputs():
         total = adjust_loss(flat, tf.zeros((2, 16, 16, 1)))["total"]
     gradient = tape.gradient(total, flat)
     assert np.isfinite(gradient.numpy()).all() and np.abs(gradient.numpy()).max() > 0
+
+
+def _packed_decomposition(losses):
+    """(y_true, y_pred) of KinDDecompositionLoss from the fixture's six tensors."""
+    y_true = np.concatenate([losses["dec_input_low"], losses["dec_input_high"]], axis=-1)
+    y_pred = np.concatenate([losses[f"dec_{name}"] for name in ("R_low", "I_low", "R_high", "I_high")], axis=-1)
+    return y_true, y_pred
+
+
+def test_decomposition_keras_loss_equals_the_original_total(losses):
+    y_true, y_pred = _packed_decomposition(losses)
+    _close(KinDDecompositionLoss()(y_true, y_pred), losses["dec_loss_Decom"], "keras decomposition total")
+    with pytest.raises(ValueError, match=r"y_pred must stack .* = 8 channels"):
+        KinDDecompositionLoss()(y_true, y_pred[..., :7])
+    with pytest.raises(ValueError, match=r"y_true must stack .* = 6 channels"):
+        KinDDecompositionLoss()(y_true[..., :3], y_pred)
+
+
+def test_keras_losses_round_trip_through_model_save(losses, tmp_path):
+    assert_round_trips(KinDDecompositionLoss(), *_packed_decomposition(losses), tmp_path)
+    assert_round_trips(KinDRestorationLoss(), losses["res_input_high_r"], losses["res_output_r"], tmp_path)
+    assert_round_trips(KinDAdjustLoss(), losses["adj_input_high_i"], losses["adj_output_i"], tmp_path)
+
+
+def _finite_gradients(function, *tensors):
+    variables = [tf.Variable(tensor) for tensor in tensors]
+    with tf.GradientTape() as tape:
+        value = function(*variables)
+    gradients = tape.gradient(value, variables)
+    assert np.isfinite(float(value))
+    for variable, grad in zip(variables, gradients):
+        assert grad is not None and np.isfinite(grad.numpy()).all(), variable.name
+    return float(value), gradients
+
+
+@pytest.mark.parametrize("case", ["identical", "flat"])
+def test_decomposition_and_restoration_have_finite_gradients(case):
+    rng = np.random.default_rng(3)
+    if case == "identical":  # low == high and R_low == R_high, I_low == I_high: the mutual terms' fixed point
+        image = rng.random((2, 16, 16, 3), np.float32)
+        r, i = rng.random((2, 16, 16, 3), np.float32), rng.random((2, 16, 16, 1), np.float32)
+    else:  # constant maps: every gradient map is 0, max − min = 0 in the normalisation
+        image = np.full((2, 16, 16, 3), 0.3, np.float32)
+        r, i = np.full((2, 16, 16, 3), 0.5, np.float32), np.full((2, 16, 16, 1), 0.6, np.float32)
+    _finite_gradients(lambda *t: decomposition_loss(*t)["total"], r, i, r.copy(), i.copy(), image, image.copy())
+    value, _ = _finite_gradients(lambda a, b: restoration_loss(a, b)["total"], r, r.copy())
+    assert value == pytest.approx(0.0, abs=1e-6)  # identical images: MSE 0, SSIM 1, equal gradients

@@ -162,3 +162,12 @@ def test_float32_under_mixed_bfloat16_and_round_trip(loss_class, kwargs, images,
 def test_exposure_rejects_unknown_distance():
     with pytest.raises(ValueError, match="distance"):
         lowlight.ExposureControlLoss(distance="huber")
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.2, 1.5])
+def test_region_loss_dark_fraction_must_be_inside_zero_one(fraction):
+    y = random_images(0, (1, 4, 4, 3))
+    with pytest.raises(ValueError, match=r"dark_fraction must be in \(0, 1\)"):
+        lowlight.RegionLoss(dark_fraction=fraction)
+    with pytest.raises(ValueError, match=r"dark_fraction must be in \(0, 1\)"):
+        lowlight.region_loss(y, y, dark_fraction=fraction)

@@ -100,3 +100,25 @@ def test_rejects_bad_arguments():
         perceptual.PerceptualLoss(distance="l3", weights=None)
     with pytest.raises(ValueError, match="layer_weights"):
         perceptual.PerceptualLoss(layers=("relu1_1",), weights=None)
+
+
+def test_local_keras_vgg19_notop_h5_gives_the_keras_application_features(tmp_path, images):
+    # A Keras VGG19 notop .h5 in the layout of keras.applications' own file (random weights, fixed seed: no
+    # download): the loss's extractor must compute exactly (bit for bit) the application's relu{b}_1 activations.
+    keras.utils.set_random_seed(11)
+    application = keras.applications.VGG19(weights=None, include_top=False)
+    path = tmp_path / "vgg19_notop.h5"
+    application.save(str(path))  # legacy HDF5: what weights=<path> of keras.applications reads
+    loss = perceptual.PerceptualLoss(weights=str(path))
+    extractor = loss.build_extractor()
+    reference = keras.Model(application.inputs,
+                            [application.get_layer(f"block{b}_conv1").output for b in range(1, 6)])
+    batch = caffe_preprocess(images[0])
+    for ours, theirs in zip(extractor(batch), reference(batch)):
+        assert float(np.abs(theirs).max()) > 0  # a live layer, not all-zero ReLUs
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    # ... and the weights are the application's, layer by layer, not merely similar.
+    for layer in extractor.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            for got, want in zip(layer.get_weights(), application.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(got, want)

@@ -82,3 +82,18 @@ def test_float32_under_mixed_bfloat16(loss_class, kwargs, images):
 @pytest.mark.parametrize("loss_class, kwargs", [(case[0], case[1]) for case in CASES], ids=IDS)
 def test_serialization_round_trip(loss_class, kwargs, images, tmp_path):
     assert_round_trips(loss_class(name="custom_name", **kwargs), *images, tmp_path)
+
+
+@pytest.mark.parametrize("loss_class, function, name, bad, allowed", [
+    (pixel.SmoothL1Loss, pixel.smooth_l1_loss, "beta", -0.1, 0.0),
+    (pixel.HuberLoss, pixel.huber_loss, "delta", 0.0, 1e-3),
+    (pixel.HuberLoss, pixel.huber_loss, "delta", -1.0, 1e-3),
+    (pixel.CharbonnierLoss, pixel.charbonnier_loss, "eps", -1e-3, 0.0),
+])
+def test_threshold_arguments_are_validated(loss_class, function, name, bad, allowed):
+    y = random_images(0, (1, 4, 4, 3))
+    with pytest.raises(ValueError, match=rf"^{name} must be .*got {bad}"):
+        loss_class(**{name: bad})
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        function(y, y, bad)
+    assert float(loss_class(**{name: allowed})(y, y)) >= 0.0  # the boundary value itself is fine

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from losses_tf.sci import (SCILoss, SCISmoothnessLoss, sci_fidelity_loss, sci_loss, sci_rgb_to_ycbcr,
                            sci_smooth_loss)
+from tests.loss_testing import assert_round_trips
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +102,8 @@ def test_float32_under_mixed_precision_with_finite_gradients(lossfn):
     assert _rel(value, lossfn["total"]) < 1e-2  # bf16 inputs lose ~3 digits
     grad = tf.cast(grad, tf.float32).numpy()
     assert np.isfinite(grad).all() and np.abs(grad).max() > 0
+
+
+def test_keras_losses_round_trip_through_model_save(lossfn, tmp_path):
+    for loss in (SCILoss(), SCISmoothnessLoss()):
+        assert_round_trips(loss, lossfn["input"], lossfn["illu"], tmp_path)

@@ -63,6 +63,17 @@ def test_ms_ssim_loss_matches_numpy_and_tf_image(images, other):
     np.testing.assert_allclose(ours, tf_value, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(2, 176, 176, 3), (1, 181, 190, 3)], ids=["176px", "odd"])
+def test_default_five_scale_ms_ssim_matches_tf_image(shape):
+    # The smallest size the defaults accept (176 → 88 → 44 → 22 → 11 = filter_size) and odd sides (padding).
+    target = random_images(5, shape)
+    noisy = np.clip(target + np.random.default_rng(6).normal(0, 0.05, shape), 0, 1).astype(np.float32)
+    expected = 1 - tf.image.ssim_multiscale(target, noisy, 1.0).numpy()
+    assert len(structure.MS_SSIM_POWER_FACTORS) == 5 and expected.min() > 0
+    np.testing.assert_allclose(structure.ms_ssim_loss(target, noisy).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(float(structure.MSSSIMLoss()(target, noisy)), expected.mean(), atol=1e-5)
+
+
 @pytest.mark.parametrize("other", ["unrelated", "inverted"])
 def test_ms_ssim_gradient_finite_where_tf_image_gives_nan(images, other):
     target, prediction = images["target"], images[other]

@@ -1,16 +1,18 @@
 """tf.data pipelines for the three kinds of training data, and full-image evaluation pipelines.
 
 - `paired_dataset`: LOL pairs (KinD) → batches of (low, high), each (B, P, P, 3).
-- `unpaired_dataset`: EnlightenGAN trainA/trainB → batches of (low, normal), the two sides drawn independently.
+- `unpaired_dataset`: EnlightenGAN trainA/trainB → batches of (low, normal), sample i = (A[i % |A|], B[i % |B|]).
 - `low_only_dataset`: one folder of low-light images (SCI) → batches of low, (B, P, P, 3).
 - `paired_eval_dataset` / `low_only_eval_dataset`: whole images, batch 1, no augmentation, with the file name.
 
 All images are float32 RGB in [0,1], read with `train.io.read_image`. Folders, names and image headers are
 checked when a pipeline is built (see `train.folders`); a file whose pixels cannot be decoded fails when it is
 read, with an error naming it (wrap the loop or `model.fit` in `pipeline_errors()` to get it back as an
-`ImageReadError`). Nothing is dropped silently: `skip_bad=True` skips bad files and logs each one instead.
+`ImageReadError`). Nothing is dropped silently: `skip_bad=True` skips bad files and logs each one instead, and
+a training pipeline in which a whole epoch's files fail raises `DatasetLayoutError` (an endless stream would
+otherwise skip forever).
 
-Determinism: every random choice (epoch order, crop window, dihedral transform, EnlightenGAN's partner image)
+Determinism: every random choice (epoch order, crop window, dihedral transform or EnlightenGAN's flips)
 is a stateless function of (seed, epoch or sample number), and the pipelines run with `deterministic=True`, so
 one seed gives identical batches on every run, at any parallelism.
 """
@@ -22,9 +24,11 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
-from train.augment import crop_and_augment
+from train.augment import crop_and_augment, unpaired_crop_and_flip
+from train.errors import DatasetLayoutError
 from train.folders import check_images, check_pairs, find_lol_pairs, list_images, unpaired_folders
 from train.reading import path_table, pipeline_errors, read_images
 
@@ -35,7 +39,9 @@ AUTOTUNE = tf.data.AUTOTUNE
 log = logging.getLogger("train.data")
 
 # Independent random streams derived from one seed.
-_ORDER_STREAM, _AUGMENT_STREAM, _PARTNER_STREAM = 0, 1, 2
+_ORDER_STREAM, _AUGMENT_STREAM = 0, 1
+# (images of one sample, key (2,) int64) → the cropped, augmented images.
+Augmentation = Callable[[tuple[tf.Tensor, ...], tf.Tensor], tuple[tf.Tensor, ...]]
 
 
 # === Building blocks ===
@@ -82,50 +88,66 @@ def _check_batching(patch_size: int | None, batch_size: int) -> None:
         raise ValueError(f"patch_size must be at least 1, got {patch_size}")
 
 
+def _fail_on_an_empty_epoch(dataset: tf.data.Dataset, epoch_length: int, folders: str) -> tf.data.Dataset:
+    """Raises `DatasetLayoutError` (through the pipeline, see `pipeline_errors`) at the last sample of an epoch in
+    which no read succeeded; elements (ok, sample number, images) in sample order pass through unchanged."""
+    message = (f"{folders}: no sample of a whole epoch ({epoch_length} samples) could be read; skip_bad=True "
+               "skipped every one (see the warnings above)")
+
+    def fail() -> np.bool_:
+        raise DatasetLayoutError(message)
+
+    def check(seen_ok: tf.Tensor, element: tuple):
+        ok, sample, images = element
+        position = sample % epoch_length
+        seen_ok = tf.logical_or(tf.logical_and(seen_ok, position > 0), ok)  # reset at each epoch's first sample
+        failed = tf.logical_and(tf.equal(position, epoch_length - 1), tf.logical_not(seen_ok))
+        ok = tf.cond(failed, lambda: tf.reshape(tf.numpy_function(fail, [], tf.bool, stateful=True), []),
+                     lambda: ok)
+        return seen_ok, (ok, sample, images)
+
+    return dataset.scan(tf.constant(False), check)
+
+
 def _training_pipeline(
     sources: Sequence[Sequence[Path]],
     *,
     epoch_length: int,
-    choose: Callable[[tf.Tensor, tf.Tensor], Sequence[tf.Tensor]],
+    choose: Callable[[tf.Tensor], Sequence[tf.Tensor]],
     paired: bool,
+    augmentation: Augmentation,
     patch_size: int | None,
     batch_size: int,
-    augment: bool,
     shuffle: bool,
     repeat: bool,
     seed: int,
     skip_bad: bool,
     prepare: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> tf.data.Dataset:
-    """Samples → one file per source (`choose(item index, sample number)`) → read → crop/augment → batch.
+    """Samples → one file per source (`choose(item index)`) → read → `augmentation` (crop, flips...) → batch.
 
-    `paired`: the images of a sample must have one size and share the crop window and transform; otherwise each
-    image gets its own. `prepare`: applied to each whole image before the crop.
+    `paired`: the images of a sample must have one size. `prepare`: applied to each whole image before the crop.
     """
     tables = [path_table(paths) for paths in sources]
     augment_key = _key(seed, _AUGMENT_STREAM)
 
     def read(index: tf.Tensor, sample: tf.Tensor):
-        picks = choose(index, sample)
+        picks = choose(index)
         ok, images = read_images([table[pick] for table, pick in zip(tables, picks)], same_size=paired,
                                  skip_bad=skip_bad, min_size=patch_size)
         return ok, sample, images
 
     def transform(_ok: tf.Tensor, sample: tf.Tensor, images: tuple[tf.Tensor, ...]):
-        key = tf.random.experimental.stateless_fold_in(augment_key, sample)
         if prepare is not None:
             images = tuple(prepare(image) for image in images)
-        if paired:
-            images = crop_and_augment(images, key, patch_size, augment)
-        else:
-            images = tuple(crop_and_augment((image,), tf.random.experimental.stateless_fold_in(key, side),
-                                            patch_size, augment)[0]
-                           for side, image in enumerate(images))
+        images = augmentation(images, tf.random.experimental.stateless_fold_in(augment_key, sample))
         return images if len(images) > 1 else images[0]
 
     dataset = _sample_numbers(epoch_length, seed=seed, shuffle=shuffle, repeat=repeat)
     dataset = dataset.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
     if skip_bad:
+        folders = ", ".join(dict.fromkeys(str(paths[0].parent) for paths in sources))
+        dataset = _fail_on_an_empty_epoch(dataset, epoch_length, folders)
         dataset = dataset.filter(lambda ok, _sample, _images: ok)
     dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
     # An endless stream is cut into full batches only (static batch size); one epoch keeps its last, short batch.
@@ -148,6 +170,10 @@ def _eval_pipeline(sources: Sequence[Sequence[Path]], *, paired: bool, skip_bad:
 
 
 # === Training pipelines ===
+
+
+def _same_crop_and_dihedral(patch_size: int | None, augment: bool) -> Augmentation:
+    return lambda images, key: crop_and_augment(images, key, patch_size, augment)
 
 
 def paired_dataset(
@@ -176,9 +202,10 @@ def paired_dataset(
     pairs = check_pairs(find_lol_pairs(root, split, skip_bad=skip_bad), min_size=patch_size, skip_bad=skip_bad)
     log.info("%s (%s split): %d pairs", root, split, len(pairs))
     lows, highs = zip(*pairs)
-    return _training_pipeline([lows, highs], epoch_length=len(pairs), choose=lambda index, _sample: (index, index),
-                              paired=True, patch_size=patch_size, batch_size=batch_size, augment=augment,
-                              shuffle=shuffle, repeat=repeat, seed=seed, skip_bad=skip_bad, prepare=prepare)
+    return _training_pipeline([lows, highs], epoch_length=len(pairs), choose=lambda index: (index, index),
+                              paired=True, augmentation=_same_crop_and_dihedral(patch_size, augment),
+                              patch_size=patch_size, batch_size=batch_size, shuffle=shuffle, repeat=repeat,
+                              seed=seed, skip_bad=skip_bad, prepare=prepare)
 
 
 def unpaired_dataset(
@@ -195,10 +222,12 @@ def unpaired_dataset(
 ) -> tf.data.Dataset:
     """Unpaired low / normal-light images (EnlightenGAN) → batches of (low, normal), each (B, P, P, 3).
 
-    `low_dir` alone is a folder holding trainA (low) and trainB (normal); or pass both folders. As in
-    EnlightenGAN's UnalignedDataset, an epoch has max(|A|, |B|) samples: the low side walks a permutation of that
-    range modulo |A|, the normal side is drawn uniformly at random (with replacement) for every sample. Each
-    image gets its own random window and dihedral transform. Defaults are EnlightenGAN's (fineSize 320, batch 32).
+    `low_dir` alone is a folder holding trainA (low) and trainB (normal); or pass both folders. As EnlightenGAN's
+    UnalignedDataset: an epoch has max(|A|, |B|) samples, visited in a shuffled order (if `shuffle`), and sample
+    i is (A[i % |A|], B[i % |B|]). Augmentation as upstream (`train.augment.unpaired_crop_and_flip`): each image
+    its own random `patch_size`² window and horizontal flip, then one joint horizontal and one joint vertical
+    flip (p = 0.5 each); no 90° rotations. `augment=False` keeps the crops only (upstream `no_flip`). Defaults
+    are EnlightenGAN's (fineSize 320, batch 32).
     """
     _check_batching(patch_size, batch_size)
     if normal_dir is None:
@@ -206,16 +235,12 @@ def unpaired_dataset(
     lows = check_images(list_images(low_dir), min_size=patch_size, skip_bad=skip_bad)
     normals = check_images(list_images(normal_dir), min_size=patch_size, skip_bad=skip_bad)
     log.info("%s: %d low-light images, %s: %d normal-light images", low_dir, len(lows), normal_dir, len(normals))
-    partner_key = _key(seed, _PARTNER_STREAM)
-
-    def choose(index: tf.Tensor, sample: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        partner = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(partner_key, sample),
-                                              0, len(normals), dtype=tf.int64)
-        return index % len(lows), partner
-
-    return _training_pipeline([lows, normals], epoch_length=max(len(lows), len(normals)), choose=choose,
-                              paired=False, patch_size=patch_size, batch_size=batch_size, augment=augment,
-                              shuffle=shuffle, repeat=repeat, seed=seed, skip_bad=skip_bad)
+    return _training_pipeline([lows, normals], epoch_length=max(len(lows), len(normals)),
+                              choose=lambda index: (index % len(lows), index % len(normals)), paired=False,
+                              augmentation=lambda images, key: unpaired_crop_and_flip(images, key, patch_size,
+                                                                                      augment),
+                              patch_size=patch_size, batch_size=batch_size, shuffle=shuffle, repeat=repeat,
+                              seed=seed, skip_bad=skip_bad)
 
 
 def low_only_dataset(
@@ -236,9 +261,9 @@ def low_only_dataset(
     _check_batching(patch_size, batch_size)
     images = check_images(list_images(folder), min_size=patch_size, skip_bad=skip_bad)
     log.info("%s: %d images", folder, len(images))
-    return _training_pipeline([images], epoch_length=len(images), choose=lambda index, _sample: (index,),
-                              paired=False, patch_size=patch_size, batch_size=batch_size, augment=augment,
-                              shuffle=shuffle, repeat=repeat, seed=seed, skip_bad=skip_bad)
+    return _training_pipeline([images], epoch_length=len(images), choose=lambda index: (index,), paired=False,
+                              augmentation=_same_crop_and_dihedral(patch_size, augment), patch_size=patch_size,
+                              batch_size=batch_size, shuffle=shuffle, repeat=repeat, seed=seed, skip_bad=skip_bad)
 
 
 # === Evaluation pipelines ===

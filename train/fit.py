@@ -19,7 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from train.callbacks import RenderFn, SaveFn, save_weights_atomically, training_callbacks
+from train.callbacks import RenderFn, SaveFn, TensorBoardScalars, save_weights_atomically, training_callbacks
+from train.reading import pipeline_errors
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
@@ -155,9 +156,13 @@ def run_training(
     Sets the global seed and the precision policy (restored on return), creates the strategy (`strategy`
     overrides `args.strategy`), calls `build_model()` inside `strategy.scope()` (it must return a compiled
     model; build it and every optimizer it uses so a resumed run restores their state), then runs `model.fit`
-    with `training_callbacks(...)` followed by `extra_callbacks`. `dataset` yields GLOBAL batches; `model.fit`
-    splits them across replicas. The final weights go atomically to `<run-dir>/final.weights.h5` via
-    `save_weights(model, path)` if given (e.g. only the enhancer), else `model.save_weights`.
+    with `training_callbacks(...)` and `extra_callbacks`; the extra callbacks run after the resume backup and
+    before the TensorBoard scalar writer, so what a schedule callback puts in the epoch logs (e.g.
+    EnlightenGAN's `lr`) reaches TensorBoard. A file that fails to decode inside `dataset` raises the
+    `ImageReadError` / `DatasetLayoutError` naming it (`pipeline_errors`), not TensorFlow's error. `dataset`
+    yields GLOBAL batches; `model.fit` splits them across replicas. The final weights go atomically to
+    `<run-dir>/final.weights.h5` via `save_weights(model, path)` if given (e.g. only the enhancer), else
+    `model.save_weights`.
 
     Resume restores weights, optimizer state and the epoch; a dataset that shuffles restarts its seeded order,
     so a resumed run equals an uninterrupted one exactly only for unshuffled data.
@@ -180,10 +185,13 @@ def run_training(
         # Always backed up, even under --no-resume, so that this run itself can be resumed.
         callbacks = training_callbacks(run_dir, sample_images=sample_images, render_samples=render_samples,
                                        sample_every=args.sample_every, resume=True, save_weights=save_weights)
+        scalars_at = next(i for i, callback in enumerate(callbacks) if isinstance(callback, TensorBoardScalars))
+        callbacks[scalars_at:scalars_at] = extra_callbacks
         print(f"training in {run_dir} (TensorBoard: tensorboard --logdir {run_dir / 'logs'})")
-        model.fit(dataset, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                  callbacks=[*callbacks, *extra_callbacks], verbose=args.verbose,
-                  shuffle=False)  # the dataset shuffles itself; fit cannot shuffle a tf.data.Dataset
+        with pipeline_errors():
+            model.fit(dataset, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, callbacks=callbacks,
+                      verbose=args.verbose,
+                      shuffle=False)  # the dataset shuffles itself; fit cannot shuffle a tf.data.Dataset
         final = save_weights_atomically(model, run_dir / FINAL_WEIGHTS, save_weights)
     print(f"final weights: {final}")
     return model

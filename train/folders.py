@@ -121,14 +121,17 @@ def match_pairs(low_files: Sequence[Path], high_files: Sequence[Path], *, skip_b
         if duplicates := _duplicate_stems(files):
             raise DatasetLayoutError(f"{duplicates[0]}: another image in {duplicates[0].parent} has the same name "
                                      "stem, so its partner is ambiguous")
+    # The naming scheme that pairs the most files: plain stems, or stems without LOL-v2's low/normal prefix (not a
+    # candidate if two files of one folder then collide). Only the files it leaves without a partner are orphans.
+    candidates = []
     for key in (lambda p: p.stem, lambda p: _PAIR_PREFIX.sub("", p.stem)):
         lows, highs = _by_key(low_files, key), _by_key(high_files, key)
-        if lows is not None and highs is not None and lows.keys() == highs.keys():
-            return [(lows[name], highs[name]) for name in lows]
-    lows = {p.stem: p for p in low_files}
-    highs = {p.stem: p for p in high_files}
-    unmatched = [p for p in low_files if p.stem not in highs] + [p for p in high_files if p.stem not in lows]
-    if not skip_bad:
+        if lows is not None and highs is not None:
+            candidates.append((lows, highs))
+    lows, highs = max(candidates, key=lambda scheme: len(scheme[0].keys() & scheme[1].keys()))
+    unmatched = ([path for name, path in lows.items() if name not in highs]
+                 + [path for name, path in highs.items() if name not in lows])
+    if unmatched and not skip_bad:
         listed = ", ".join(str(p) for p in unmatched[:5]) + (" ..." if len(unmatched) > 5 else "")
         raise DatasetLayoutError(f"{len(unmatched)} image(s) have no partner of the same name in the other "
                                  f"folder: {listed}")

@@ -1,4 +1,7 @@
-"""Image IO: any image Pillow reads → float32 RGB [0,1] (H, W, 3); float32 [0,1] → PNG/JPEG written atomically."""
+"""Image IO: any image Pillow reads → float32 RGB [0,1] (H, W, 3); float32 [0,1] → PNG/JPEG written atomically.
+
+16-bit colour PNGs are decoded at full precision with `tf.io.decode_png` (Pillow 13 reduces them to 8 bits).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +17,25 @@ from PIL import ExifTags, Image, ImageOps
 
 from train.errors import ImageReadError, ImageWriteError
 
-# Pillow's own bomb guard (~89 Mpx warns, 2x that errors); we turn both into ImageReadError.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+# Decompression bombs: Pillow warns above Image.MAX_IMAGE_PIXELS (~89 Mpx) and errors above twice that; we refuse
+# both with an ImageReadError, checking the count ourselves (`warnings.catch_warnings` is not thread-safe, and
+# tf.data reads files in parallel threads). Pillow's warning is then only a second message about a file we
+# refuse anyway, so it is silenced (process-wide: a filter cannot be scoped to our calls).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
 _WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+# PNG IHDR colour types read with tf.io.decode_png at 16 bits → channels asked for (grey+alpha comes as RGBA).
+_PNG16_CHANNELS = {2: 3, 4: 4, 6: 4}
+# EXIF orientation → the numpy transform of an (H, W, C) array that ImageOps.exif_transpose applies.
+_ORIENTATIONS = {
+    2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
+    3: lambda a: a[::-1, ::-1],  # ROTATE_180
+    4: lambda a: a[::-1],  # FLIP_TOP_BOTTOM
+    5: lambda a: a.transpose(1, 0, 2),  # TRANSPOSE
+    6: lambda a: np.rot90(a, -1),  # ROTATE_270 (90° clockwise)
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # TRANSVERSE
+    8: lambda a: np.rot90(a, 1),  # ROTATE_90 (counter-clockwise)
+}
 
 
 def _current_umask() -> int:
@@ -54,17 +72,48 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def _check_pixel_count(path: Path, size: tuple[int, int]) -> None:
+    """Refuse what Pillow only warns about: more than `Image.MAX_IMAGE_PIXELS` pixels (read at call time)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = max(1, size[0]) * max(1, size[1])
+    if limit is not None and pixels > limit:
+        raise ImageReadError(f"{path}: image too large to decode safely (Image size ({pixels} pixels) exceeds "
+                             f"limit of {limit} pixels, could be decompression bomb DOS attack.)")
+
+
+def _png16_colour_type(path: Path) -> int | None:
+    """The IHDR colour type of a 16-bit colour PNG (2 RGB, 4 grey+alpha, 6 RGBA); None for any other file."""
+    with open(path, "rb") as handle:
+        header = handle.read(26)
+    if header[:8] != b"\x89PNG\r\n\x1a\n" or header[12:16] != b"IHDR" or header[24] != 16:
+        return None
+    return header[25] if header[25] in _PNG16_CHANNELS else None
+
+
+def _read_png16(path: Path, colour_type: int, orientation: int) -> np.ndarray:
+    """A 16-bit colour PNG at full precision → float32 RGB [0,1]; alpha composited on black, EXIF orientation
+    applied (as `_to_rgb_array` and `ImageOps.exif_transpose` do for 8-bit images)."""
+    import tensorflow as tf  # only here: train.io stays importable without loading TensorFlow
+
+    try:
+        decoded = tf.io.decode_png(path.read_bytes(), channels=_PNG16_CHANNELS[colour_type], dtype=tf.uint16)
+    except tf.errors.InvalidArgumentError as err:
+        raise ImageReadError(f"{path}: corrupt or truncated image ({err.message})") from err
+    pixels = decoded.numpy().astype(np.float32) / 65535.0
+    rgb = pixels[..., :3] * pixels[..., 3:] if pixels.shape[-1] == 4 else pixels
+    return np.ascontiguousarray(_ORIENTATIONS.get(orientation, lambda a: a)(rgb))
+
+
 @contextlib.contextmanager
 def _open_image(path: Path) -> Iterator[Image.Image]:
     """Open `path` with Pillow, turning every way it can fail into an `ImageReadError` naming the file."""
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                yield img
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        with Image.open(path) as img:
+            _check_pixel_count(path, img.size)
+            yield img
+    except Image.DecompressionBombError as err:
         raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
     except Image.UnidentifiedImageError as err:
         raise ImageReadError(f"{path}: not an image Pillow can read") from err
@@ -75,12 +124,16 @@ def _open_image(path: Path) -> Iterator[Image.Image]:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file into float32 RGB in [0,1], shape (H, W, 3).
 
-    Greyscale, palette, RGBA (composited on black), CMYK and 16-bit images are converted; the EXIF orientation
-    is applied. Raises `ImageReadError` naming the file for a missing, unreadable, truncated, non-image or
-    decompression-bomb file.
+    Greyscale, palette, RGBA (composited on black), CMYK and 16-bit images are converted (16-bit greyscale and
+    colour PNGs keep their precision: value / 65535); the EXIF orientation is applied. Raises `ImageReadError`
+    naming the file for a missing, unreadable, truncated, non-image or decompression-bomb file.
     """
-    with _open_image(Path(path)) as img:
+    path = Path(path)
+    with _open_image(path) as img:
         img.load()
+        colour_type = _png16_colour_type(path) if img.format == "PNG" else None
+        if colour_type is not None:
+            return _read_png16(path, colour_type, img.getexif().get(ExifTags.Base.Orientation, 1))
         return _to_rgb_array(ImageOps.exif_transpose(img))
 
 
