@@ -18,4 +18,5 @@ SPEC = ModelSpec(
     add_convert_arguments=add_convert_arguments,
     run_convert=run_convert,
     train_commands=(TRAIN_COMMAND,),
+    tile_alignment=16,  # `llie enhance --tile`: the generator pools 4 times (it reflect-pads to a multiple of 16)
 )

@@ -110,6 +110,14 @@ class KinD(keras.Model):
         illumination_high = ops.cast(self.decom_net(high)[1], "float32")
         return ops.mean(illumination_high / (illumination_low + LOL_RATIO_EPSILON), axis=(1, 2, 3))
 
+    def with_mode(self, mode: str) -> "KinD":
+        """A built `KinD` in `mode` on THIS model's networks (shared variables, no copies), e.g. "lol" for
+        evaluate_LOLdataset.py's restored·adjusted output from a model loaded for evaluate.py."""
+        other = KinD(mode=mode, default_ratio=self.default_ratio, decom_net=self.decom_net,
+                     restoration_net=self.restoration_net, adjust_net=self.adjust_net, name=f"{self.name}_{mode}")
+        other.build()
+        return other
+
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "default_ratio": self.default_ratio}
 

@@ -7,8 +7,10 @@ import hashlib
 import io
 import re
 
+import keras
 import numpy as np
 import pytest
+from keras import ops
 from PIL import Image
 
 from tests.enhancer_testing import error_lines, run_llie, test_models  # noqa: F401 (fixture)
@@ -137,6 +139,37 @@ def test_tiled_enhancement_matches_whole_image(tmp_path, capsys, test_models):
     assert status == 0
     np.testing.assert_array_equal(_read_uint8(tmp_path / "tiled" / "big.png"),
                                   _read_uint8(tmp_path / "whole" / "big.png"))
+
+
+class BlockMean(keras.Model):
+    """Each 2×2 block (from the top-left corner) replaced by its mean: the output depends on the pooling grid."""
+
+    def call(self, image, training=None):
+        pooled = ops.average_pool(image, 2, strides=2, padding="same")
+        up = ops.repeat(ops.repeat(pooled, 2, axis=1), 2, axis=2)
+        return up[:, :ops.shape(image)[1], :ops.shape(image)[2]]
+
+
+BLOCK_SPEC = registry.ModelSpec(name="block-test", summary="2×2 block means", tile_alignment=2, tile_overlap=2,
+                                build_enhancer=lambda preset=None, weights=None: BlockMean())
+
+
+def test_tiling_uses_the_models_grid_and_default_overlap(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(registry._REGISTERED, BLOCK_SPEC.name, BLOCK_SPEC)
+    source = _save(tmp_path / "odd.png", _image(8, size=(25, 31)))
+    run_llie(capsys, "enhance", source, "-o", tmp_path / "whole", "--model", "block-test")
+    whole = _read_uint8(tmp_path / "whole" / "odd.png")
+    # --tile 8: the last tile of 25 rows starts at 16 (on the 2-px grid), not at 25 − 8 = 17; overlap 2 (the
+    # spec's default) covers the blocks' reach. Off the grid, the last rows would average other pixel pairs.
+    status, _, _ = run_llie(capsys, "enhance", source, "-o", tmp_path / "tiled", "--model", "block-test",
+                            "--tile", "8")
+    assert status == 0
+    np.testing.assert_array_equal(_read_uint8(tmp_path / "tiled" / "odd.png"), whole)
+    status, _, stderr = run_llie(capsys, "enhance", source, "-o", tmp_path / "o", "--model", "block-test",
+                                 "--tile", "5")  # 5 → 4 on the grid: 4 − 2·2 leaves no step
+    assert status == 1
+    assert "--tile 5 must exceed twice --tile-overlap (2) by at least 2 px, the pooling grid of 'block-test'" \
+        in error_lines(stderr, "enhance")[0]
 
 
 def test_progress_bar_on_a_terminal_unless_quiet(tmp_path, capsys, monkeypatch, test_models):

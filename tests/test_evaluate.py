@@ -5,13 +5,15 @@ The numbers are checked against independent numpy computations of what the proto
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.enhancer_testing import error_lines, run_llie, test_models  # noqa: F401 (fixture)
+from tests.enhancer_testing import SCALE_SPEC, ScaleEnhancer, error_lines, run_llie, test_models  # noqa: F401
+from train import registry
 from train.evaluate import format_table, Row, scale_to_reference_mean
 from train.niqe import niqe
 
@@ -110,6 +112,25 @@ def test_gt_ratio_protocol_uses_the_model_hook(lol, capsys, test_models):
                                       "--protocol", "gt-ratio")
     assert status == 1 and stdout == "" and stderr.count("\n") == 1
     assert "model 'plain-test' derives no inputs from the ground truth" in error_lines(stderr, "evaluate")[0]
+
+
+def test_gt_ratio_protocol_scores_the_models_reference_enhancer(lol, capsys, monkeypatch):
+    """`ModelSpec.reference_enhancer` (KinD: its LOL mode) replaces the loaded enhancer under gt-ratio only; the
+    extras hook then sees the reference enhancer (here factor 1.5 instead of the preset's 2, so boost 0.75)."""
+    spec = dataclasses.replace(SCALE_SPEC, name="reference-test",
+                               reference_enhancer=lambda enhancer: ScaleEnhancer(enhancer.factor * 0.75),
+                               extras_from_reference=lambda enhancer, low, high: {
+                                   "boost": np.array([enhancer.factor / 2], np.float32)})
+    monkeypatch.setitem(registry._REGISTERED, spec.name, spec)
+    root, pairs = lol
+    for protocol in ("plain", "gt-ratio"):
+        status, stdout, _ = run_llie(capsys, "evaluate", "--model", "reference-test", "--data", root,
+                                     "--protocol", protocol, "--csv", root / f"{protocol}.csv")
+        assert status == 0 and f"protocol: {protocol}" in stdout.splitlines()[0]
+    plain, ratio = _read_csv(root / "plain.csv"), _read_csv(root / "gt-ratio.csv")
+    for name, (low, high) in pairs.items():
+        assert float(plain[name]["psnr"]) == pytest.approx(_psnr(low * 2, high), abs=1e-4)
+        assert float(ratio[name]["psnr"]) == pytest.approx(_psnr(low * 1.5 * 0.75, high), abs=1e-4)
 
 
 def test_no_reference_folder_reports_niqe(tmp_path, capsys, test_models):

@@ -27,8 +27,16 @@ def kind():
 
 @pytest.fixture(scope="module")
 def kind_lol(kind):
-    return KinD(mode="lol", decom_net=kind.decom_net, restoration_net=kind.restoration_net,
-                adjust_net=kind.adjust_net)
+    """The LOL mode as `llie evaluate --protocol gt-ratio` builds it (`SPEC.reference_enhancer`)."""
+    return SPEC.reference_enhancer(kind)
+
+
+def test_reference_enhancer_is_the_lol_mode_on_the_same_networks(kind, kind_lol):
+    assert kind_lol.mode == "lol" and kind.mode == "evaluate"
+    for name in ("decom_net", "restoration_net", "adjust_net"):
+        assert getattr(kind_lol, name) is getattr(kind, name)  # shared, not copied
+    assert len(kind_lol.weights) == len(kind.weights)
+    assert all(ours is theirs for ours, theirs in zip(kind_lol.weights, kind.weights))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.reference import REPO_ROOT
-from train.tiling import axis_weights, enhance_tiled, tile_starts
+from train.tiling import axis_weights, enhance_tiled, tile_spans, tile_starts
 
 
 @keras.saving.register_keras_serializable(package="tests_tiling")
@@ -34,6 +34,23 @@ class ConvStack(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "depth": self.depth, "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package="tests_tiling")
+class PooledConvStack(keras.Model):
+    """3×3 conv → 2×2 SAME max-pool → 3×3 conv → ×2 nearest upsampling (cropped) + the input: a local model
+    (receptive radius 4 px) whose output depends on a pixel's position modulo 2, its pooling grid."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.first = keras.layers.Conv2D(8, 3, padding="same", activation="tanh")
+        self.pool = keras.layers.MaxPooling2D(2, strides=2, padding="same")
+        self.second = keras.layers.Conv2D(3, 3, padding="same")
+
+    def call(self, image):
+        coarse = self.second(self.pool(self.first(image)))
+        up = keras.ops.repeat(keras.ops.repeat(coarse, 2, axis=1), 2, axis=2)
+        return keras.ops.sigmoid(up[:, :keras.ops.shape(image)[1], :keras.ops.shape(image)[2]] + image)
 
 
 @keras.saving.register_keras_serializable(package="tests_tiling")
@@ -62,27 +79,42 @@ def conv2():
     return model
 
 
-def test_geometry_covers_every_pixel_with_weights_summing_to_one():
-    for length in range(1, 50):
-        for tile in range(3, 24):
-            for overlap in range(0, (tile + 1) // 2):
-                starts = tile_starts(length, tile, overlap)
-                weights = axis_weights(length, tile, overlap)
-                size = min(tile, length)
+@pytest.mark.parametrize("alignment", [1, 2, 4, 16])
+def test_geometry_covers_every_pixel_on_the_grid_with_weights_summing_to_one(alignment):
+    for length in range(1, 60):
+        for tile in range(3, 36):
+            for overlap in range(0, (tile // alignment * alignment - alignment) // 2 + 1):
+                spans = tile_spans(length, tile, overlap, alignment)
+                weights = axis_weights(length, tile, overlap, alignment)
+                size = tile // alignment * alignment
+                assert spans[0][0] == 0 and spans[-1][1] == length
                 total = np.zeros(length)
-                for start, weight in zip(starts, weights):
-                    assert 0 <= start and start + size <= length
-                    total[start:start + size] += weight
+                for (start, end), weight in zip(spans, weights):
+                    assert start % alignment == 0 and weight.shape == (end - start,)
+                    # every tile but the last has the rounded size; the last one is at most alignment − 1 longer
+                    assert end - start == size if end < length else 0 < end - start <= size + alignment - 1
+                    total[start:end] += weight
                     # no weight within overlap/2 of an edge shared with a neighbouring tile
                     margin = overlap // 2  # = the largest receptive radius r with 2r <= overlap
                     if start > 0 and margin:
                         assert weight[:margin].max() == 0.0
-                    if start + size < length and margin:
+                    if end < length and margin:
                         assert weight[-margin:].max() == 0.0
+                for (_, end), (start, _) in zip(spans, spans[1:]):
+                    assert end - start >= 2 * overlap  # each side reads `overlap` px past the seam
                 np.testing.assert_allclose(total, 1.0, atol=1e-12)
+
+
+def test_geometry_examples_and_errors():
     assert tile_starts(100, 32, 4) == [0, 24, 48, 68]
+    assert tile_spans(100, 32, 4, alignment=16) == [(0, 32), (16, 48), (32, 64), (48, 80), (64, 100)]
+    # tile 300 → 288; the last tile starts at 784 (1080 − 288 = 792 is off the grid) and is 296 px long
+    assert tile_spans(1080, 300, 96, alignment=16) == [(start, start + 288) for start in range(0, 784, 96)] + \
+        [(784, 1080)]
     with pytest.raises(ValueError, match="tile > 2\\*overlap"):
         enhance_tiled(lambda x: x, _image(40, 40), tile=16, overlap=8)
+    with pytest.raises(ValueError, match="alignment=16"):
+        tile_spans(100, 47, 9, alignment=16)  # 47 → 32: 32 − 2·9 leaves no step of 16
 
 
 def test_pointwise_enhancer_tiled_equals_whole():
@@ -100,6 +132,35 @@ def test_local_conv_enhancer_tiled_equals_whole_when_overlap_covers_receptive_fi
     tiled = enhance_tiled(conv2, image, tile=tile, overlap=overlap)
     assert tiled.shape == image.shape and tiled.dtype == np.float32
     np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+
+
+def test_pooling_model_needs_tiles_on_its_grid():
+    """Tiles off the pooling grid pair other pixels in the pooling windows; on the grid, tiling is exact."""
+    keras.utils.set_random_seed(5)
+    model = PooledConvStack()
+    image = _image(45, 61, seed=5)  # odd sizes: the last tile of alignment 1 starts off the grid (45 − 24 = 21)
+    whole = _whole(model, image)
+    aligned = enhance_tiled(model, image, tile=24, overlap=8, alignment=2)
+    np.testing.assert_allclose(aligned, whole, atol=1e-5, rtol=0)
+    assert np.abs(enhance_tiled(model, image, tile=24, overlap=8) - whole).max() > 1e-2
+
+
+def test_tiles_of_different_shapes_are_never_batched_together(conv2):
+    shapes = []
+
+    def recording(tiles):
+        shapes.append(tiles.shape)
+        return conv2(tiles).numpy()
+
+    image = _image(50, 77, seed=6)
+    one = enhance_tiled(conv2, image, tile=24, overlap=4, alignment=4)
+    batched = enhance_tiled(recording, image, tile=24, overlap=4, alignment=4, batch_size=4)
+    np.testing.assert_allclose(batched, one, atol=1e-6)
+    np.testing.assert_allclose(one, _whole(conv2, image), atol=1e-5)
+    # rows: 24-px tiles and a last one of 26 (from 24 to 50); columns: 24 and a last one of 25 (52 to 77)
+    assert {shape[1:3] for shape in shapes} == {(24, 24), (24, 25), (26, 24), (26, 25)}
+    assert max(shape[0] for shape in shapes) == 4
+    assert sum(shape[0] for shape in shapes) == len(tile_spans(50, 24, 4, 4)) * len(tile_spans(77, 24, 4, 4))
 
 
 def test_too_little_overlap_shows_seams_and_batching_does_not_matter(conv2):

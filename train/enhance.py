@@ -24,9 +24,9 @@ from train import registry
 from train.errors import LLIEError, NotAvailableError
 from train.folders import list_images
 from train.io import is_image_path, read_image, write_image
+from train.tiling import check_tiling
 
 DEFAULT_MODEL = "sci"
-DEFAULT_TILE_OVERLAP = 32
 
 
 # === Model loading (shared with `llie evaluate`) ===
@@ -50,10 +50,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     choice.add_argument("--preset", metavar="P", help="named pretrained weights of the model (default: its default "
                                                         f"preset{'; ' + presets if presets else ''})")
     choice.add_argument("--weights", metavar="PATH", help="a weights file for the model instead of a preset")
+    aligned = ", ".join(f"{spec.name} {spec.tile_alignment}" for spec in specs if spec.tile_alignment > 1)
     group.add_argument("--tile", type=int, metavar="N",
-                       help="enhance in overlapping N×N tiles (bounded memory for large images)")
-    group.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, metavar="PX",
-                       help=f"pixels of context each tile reads past a seam, per side (default {DEFAULT_TILE_OVERLAP})")
+                       help="enhance in overlapping N×N tiles (bounded memory for large images); tiles start on "
+                            f"the model's pooling grid{f' (multiples of: {aligned} px)' if aligned else ''}, so "
+                            "N is rounded down to it and the last tile of a row or column may be longer by up "
+                            "to the grid size − 1")
+    overlaps = "; ".join(f"{spec.name} {spec.tile_overlap}" for spec in specs)
+    group.add_argument("--tile-overlap", type=int, metavar="PX",
+                       help="pixels of context each tile reads past a seam, per side (default: the model's, "
+                            f"from its receptive field: {overlaps}); kind's 96 keeps 8-bit tiled outputs within "
+                            "2 grey levels of one whole-image pass in our tests (64: up to 8)")
     extras: dict[str, tuple[registry.ExtraInput, list[str]]] = {}
     for spec in specs:
         for extra in spec.extra_inputs:
@@ -81,21 +88,25 @@ class ModelRunner:
     """A registry model loaded once, applied to one (H, W, 3) float32 [0,1] image at a time.
 
     The enhancer runs as one `tf.function` with relaxed shapes (`reduce_retracing`), so images of many sizes
-    share a few traces. With `tile`, images go through `train.tiling.enhance_tiled` (and the spec's
-    `prepare_for_tiling`).
+    share a few traces. With `tile`, images go through `train.tiling.enhance_tiled` on the spec's
+    `tile_alignment` (and its `prepare_for_tiling`); `tile_overlap` None means the spec's `tile_overlap`.
     """
 
     def __init__(self, spec: registry.ModelSpec, enhancer: Any, extras: Mapping[str, float],
-                 tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP):
+                 tile: int | None = None, tile_overlap: int | None = None):
         import tensorflow as tf
 
         self.spec = spec
         self.enhancer = enhancer
         self.extras = dict(extras)
         self.tile = tile
-        self.tile_overlap = tile_overlap
+        self.tile_overlap = spec.tile_overlap if tile_overlap is None else tile_overlap
         self._graph = tf.function(lambda images, kwargs: enhancer(images, training=False, **kwargs),
                                   reduce_retracing=True)
+
+    def with_enhancer(self, enhancer: Any) -> "ModelRunner":
+        """The same runner (spec, extras, tiling) around another enhancer, e.g. `spec.reference_enhancer`'s."""
+        return ModelRunner(self.spec, enhancer, self.extras, self.tile, self.tile_overlap)
 
     def run_batch(self, images: np.ndarray, **kwargs: Any) -> np.ndarray:
         """(N, H, W, 3) float32 → enhanced (N, H, W, 3); array kwargs become tensors, others pass as they are."""
@@ -112,7 +123,8 @@ class ModelRunner:
             from train.tiling import enhance_tiled
 
             return enhance_tiled(self.run_batch, image, tile=self.tile, overlap=self.tile_overlap,
-                                 extras=values, prepare=self.spec.prepare_for_tiling)
+                                 alignment=self.spec.tile_alignment, extras=values,
+                                 prepare=self.spec.prepare_for_tiling)
         batch = {name: np.asarray(value, np.float32).reshape(1) for name, value in values.items()}
         return self.run_batch(np.asarray(image, np.float32)[None], **batch)[0]
 
@@ -126,11 +138,18 @@ def load_model(args: argparse.Namespace) -> ModelRunner:
         preset = spec.default_preset
     if preset is not None and spec.presets and preset not in spec.presets:
         raise NotAvailableError(f"model '{spec.name}' has no preset '{preset}' (presets: {', '.join(spec.presets)})")
-    if args.tile is not None and args.tile <= 2 * args.tile_overlap:
-        raise NotAvailableError(f"--tile {args.tile} must exceed twice --tile-overlap ({args.tile_overlap})")
+    overlap = spec.tile_overlap if args.tile_overlap is None else args.tile_overlap
+    if args.tile is not None:
+        try:
+            check_tiling(args.tile, overlap, spec.tile_alignment)
+        except ValueError as err:
+            grid = (f" by at least {spec.tile_alignment} px, the pooling grid of '{spec.name}' that tiles start "
+                    "on" if spec.tile_alignment > 1 else "")
+            raise NotAvailableError(f"--tile {args.tile} must exceed twice --tile-overlap ({overlap}){grid}"
+                                    ) from err
     extras = _extras_from_args(spec, args)
     enhancer = spec.build_enhancer(preset=preset, weights=args.weights)
-    return ModelRunner(spec, enhancer, extras, args.tile, args.tile_overlap)
+    return ModelRunner(spec, enhancer, extras, args.tile, overlap)
 
 
 def describe(args: argparse.Namespace, runner: ModelRunner) -> str:

@@ -8,8 +8,10 @@ Protocols (how the output is compared with the ground truth):
 - gt-mean: the output scaled so its mean grey level equals the ground truth's, then clipped to [0,1], the
   "GT-mean" setting of LLFlow / Retinexformer (`restored * mean_gray(target) / mean_gray(restored)`), which
   they trace to KinD's evaluate_LOLdataset.py. Grey = BT.601 luma (0.299 R + 0.587 G + 0.114 B).
-- gt-ratio: extra inputs derived from the ground truth by the model (`ModelSpec.extras_from_reference`, e.g.
-  KinD's LOL-mode ratio); only for models that define it.
+- gt-ratio: extra inputs derived from the ground truth by the model (`ModelSpec.extras_from_reference`), fed
+  to the model's reference-evaluation form where it defines one (`ModelSpec.reference_enhancer`, sharing the
+  loaded networks); only for models that define the former. KinD: evaluate_LOLdataset.py, i.e. the ratio from
+  the ground truth's illumination and the LOL-mode output restored·adjusted.
 
 Metrics are computed on the output quantised to 8 bits the way `llie enhance` writes it (rounded), so they are
 the scores of the written files. PSNR/SSIM: `losses_tf.metrics` (RGB, data range 1; SSIM as `tf.image.ssim`).
@@ -37,7 +39,7 @@ PROTOCOLS = ("plain", "gt-mean", "gt-ratio")
 _PROTOCOL_NOTES = {
     "plain": "outputs as they are",
     "gt-mean": "outputs scaled to the ground truth's mean grey level",
-    "gt-ratio": "model inputs derived from the ground truth",
+    "gt-ratio": "model inputs derived from the ground truth, the model's reference-evaluation mode",
     "no-reference": "no ground truth: NIQE only",
 }
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -162,6 +164,8 @@ def evaluate_pairs(runner: ModelRunner, data: Path, split: str, protocol: str, n
     from losses_tf.metrics import psnr, ssim
     from train.data import paired_eval_dataset
 
+    if protocol == "gt-ratio" and runner.spec.reference_enhancer is not None:
+        runner = runner.with_enhancer(runner.spec.reference_enhancer(runner.enhancer))
     rows = []
     for low, high, name in _iterate(paired_eval_dataset(data, split), quiet):
         extras = None

@@ -66,6 +66,15 @@ class ModelSpec:
     # ratio, computed by the loaded enhancer's DecomNet): (enhancer, low (1,H,W,3), high (1,H,W,3)) float32 [0,1]
     # → {extra name: float32 array of shape (1,)}.
     extras_from_reference: Callable[..., Any] | None = None
+    # Optional: the model scored under `llie evaluate --protocol gt-ratio`, built from the loaded enhancer and
+    # sharing its networks (no weight copies), e.g. KinD's LOL mode (evaluate_LOLdataset.py); default: the loaded
+    # enhancer itself. (enhancer) -> enhancer with the same call contract.
+    reference_enhancer: Callable[[Any], Any] | None = None
+    # Tiling (`llie enhance --tile`, `train.tiling`): tiles start on multiples of `tile_alignment`, the model's
+    # pooling grid (2^poolings: the output at a pixel depends on the pixel's position modulo it), and
+    # `tile_overlap` is the default --tile-overlap (context per side), chosen from the model's receptive field.
+    tile_alignment: int = 1
+    tile_overlap: int = 32
 
 
 def register(spec: ModelSpec) -> None:

@@ -1,14 +1,23 @@
 """Tiled inference: enhance an image of any size in overlapping tiles with bounded memory.
 
-Geometry. Along each axis tiles of `tile` pixels start every `tile - 2·overlap` pixels (the last one is shifted
-back to end at the border, so every tile has the same shape and they batch together). Adjacent tiles therefore
-share at least 2·overlap pixels: each reads `overlap` pixels of context beyond the seam between them.
+Geometry. Along each axis tiles of `tile` pixels (rounded down to a multiple of `alignment`) start every
+`tile - 2·overlap` pixels, rounded down to a multiple of `alignment`; the last tile starts at the last multiple
+of `alignment` that leaves it at least `tile` pixels and runs to the border, so it is up to `alignment - 1`
+pixels longer than the others. Adjacent tiles share at least 2·overlap pixels: each reads `overlap` pixels of
+context beyond the seam between them.
+
+Alignment. A network with k stride-2 poolings computes a function of a pixel's position modulo 2^k (its
+pooling grid): the same content shifted by 8 px gives another output under 4 poolings. Tiles that start on the
+whole image's grid (multiples of `alignment` = the model's `ModelSpec.tile_alignment`, 16 for KinD) see the
+same pooling windows as whole-image inference, so tiling then differs from it only through the missing context
+beyond tile edges. Tiles of different shapes (the last row/column) are never batched together.
 
 Blending. A tile's weight is 0 within overlap/2 of an edge it shares with a neighbour, then rises linearly over
 the next `overlap` pixels to 1 (a feathered seam centred in the shared band); weights are separable (rows ×
 columns) and normalised per axis so they sum to 1 at every pixel. Hence for a model of receptive radius r
-(output pixel depends on inputs within r), tiling equals whole-image inference (up to float rounding) whenever
-r ≤ overlap/2, i.e. overlap ≥ 2r: only pixels at least overlap/2 from a tile's inner edge get weight.
+(output pixel depends on inputs within r) whose pooling grid the tiles respect, tiling equals whole-image
+inference (up to float rounding) whenever r ≤ overlap/2, i.e. overlap ≥ 2r: only pixels at least overlap/2
+from a tile's inner edge get weight. Networks whose far taps carry little weight (KinD) get close with less.
 
 Models with global statistics (KinD normalises by the image min/max) differ per tile; a spec's
 `prepare_for_tiling(image, **extras) -> (prepared_image, enhancer_kwargs)` computes such statistics once on
@@ -23,35 +32,53 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of the tiles along one axis of `length` pixels (one tile at 0 when it fits)."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, tile - 2 * overlap))
-    return starts + [length - tile]
+def check_tiling(tile: int, overlap: int, alignment: int = 1) -> None:
+    """`ValueError` unless the tiles advance: overlap ≥ 0 and tile (rounded down to the alignment) − 2·overlap ≥
+    alignment."""
+    if alignment < 1 or overlap < 0 or tile // alignment * alignment - 2 * overlap < alignment:
+        hint = f" (tiles start on multiples of {alignment})" if alignment > 1 else ""
+        raise ValueError(f"need 0 <= overlap and tile > 2*overlap{' + alignment - 1' if alignment > 1 else ''}"
+                         f", got tile={tile}, overlap={overlap}, alignment={alignment}{hint}")
 
 
-def axis_weights(length: int, tile: int, overlap: int) -> list[np.ndarray]:
-    """Per tile along one axis, its blend weight (float64, tile-length), normalised to sum 1 per pixel."""
-    starts = tile_starts(length, tile, overlap)
-    size = min(tile, length)
-    distance = np.arange(size, dtype=np.float64)
+def tile_spans(length: int, tile: int, overlap: int, alignment: int = 1) -> list[tuple[int, int]]:
+    """(start, end) of the tiles along one axis of `length` pixels; starts are multiples of `alignment`.
+
+    One tile [0, length) when it fits (or exceeds `tile` by less than the alignment). Every tile but the last is
+    `tile // alignment * alignment` long; the last ends at the border and is at most `alignment - 1` longer.
+    """
+    check_tiling(tile, overlap, alignment)
+    size = tile // alignment * alignment
+    last = max(length - size, 0) // alignment * alignment
+    step = (size - 2 * overlap) // alignment * alignment
+    starts = list(range(0, last, step)) + [last]
+    return [(start, start + size) for start in starts[:-1]] + [(last, length)]
+
+
+def tile_starts(length: int, tile: int, overlap: int, alignment: int = 1) -> list[int]:
+    """Start offsets of the tiles along one axis (see `tile_spans`)."""
+    return [start for start, _ in tile_spans(length, tile, overlap, alignment)]
+
+
+def axis_weights(length: int, tile: int, overlap: int, alignment: int = 1) -> list[np.ndarray]:
+    """Per tile along one axis, its blend weight (float64, the tile's own length), normalised to sum 1 per pixel."""
+    spans = tile_spans(length, tile, overlap, alignment)
     weights = []
-    for start in starts:
-        weight = np.ones(size)
+    for start, end in spans:
+        weight = np.ones(end - start)
         if overlap > 0:
-            ramp_in = np.clip((distance - overlap / 2 + 0.5) / overlap, 0.0, 1.0)
+            ramp_in = np.clip((np.arange(end - start) - overlap / 2 + 0.5) / overlap, 0.0, 1.0)
             if start > 0:
                 weight = np.minimum(weight, ramp_in)
-            if start + size < length:
+            if end < length:
                 weight = np.minimum(weight, ramp_in[::-1])
         weights.append(weight)
     total = np.zeros(length)
-    for start, weight in zip(starts, weights):
-        total[start:start + size] += weight
-    if total.min() <= 0.0:  # cannot happen for tile > 2·overlap; guards the geometry above
+    for (start, end), weight in zip(spans, weights):
+        total[start:end] += weight
+    if total.min() <= 0.0:  # cannot happen when tiles share ≥ 2·overlap pixels; guards the geometry above
         raise AssertionError(f"tiling leaves pixels uncovered (length={length}, tile={tile}, overlap={overlap})")
-    return [weight / total[start:start + size] for start, weight in zip(starts, weights)]
+    return [weight / total[start:end] for (start, end), weight in zip(spans, weights)]
 
 
 def _as_batch_kwargs(kwargs: Mapping[str, Any], batch: int) -> dict[str, Any]:
@@ -87,19 +114,19 @@ def _runner(enhancer: Any) -> Callable[..., np.ndarray]:
     return lambda images, **kw: np.asarray(enhancer(images, **kw), np.float32)
 
 
-def enhance_tiled(enhancer: Any, image: np.ndarray, *, tile: int = 512, overlap: int = 32,
+def enhance_tiled(enhancer: Any, image: np.ndarray, *, tile: int = 512, overlap: int = 32, alignment: int = 1,
                   extras: Mapping[str, Any] | None = None, prepare: Callable[..., Any] | None = None,
                   batch_size: int = 1) -> np.ndarray:
     """Enhance float32 (H, W, 3) in [0,1] tile by tile; returns float32 (H, W, 3).
 
     enhancer: a Keras enhancer (registry contract) or any callable (N, h, w, 3) float32 → same shape, taking
-    `**extras`. extras: per-image scalars such as {"ratio": 5.0}. prepare: the model spec's optional
-    `prepare_for_tiling`, run once on the whole image. `batch_size` tiles go through the model at a time, so
-    peak memory is one batch of tiles plus the input and output images. When the image fits in one tile, this
-    is plain whole-image inference.
+    `**extras`. alignment: the model's pooling grid (`ModelSpec.tile_alignment`); tiles start on its multiples
+    (see the module doc). extras: per-image scalars such as {"ratio": 5.0}. prepare: the model spec's optional
+    `prepare_for_tiling`, run once on the whole image. Up to `batch_size` tiles of one shape go through the
+    model at a time, so peak memory is one batch of tiles (each at most (tile + alignment − 1)² pixels) plus the
+    input and output images. When the image fits in one tile, this is plain whole-image inference.
     """
-    if overlap < 0 or tile <= 2 * overlap:
-        raise ValueError(f"need 0 <= overlap and tile > 2*overlap, got tile={tile}, overlap={overlap}")
+    check_tiling(tile, overlap, alignment)
     image = np.asarray(image, np.float32)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
@@ -109,19 +136,21 @@ def enhance_tiled(enhancer: Any, image: np.ndarray, *, tile: int = 512, overlap:
         image = np.asarray(image, np.float32)
     run = _runner(enhancer)
     height, width = image.shape[:2]
-    if height <= tile and width <= tile:
+    rows = list(zip(tile_spans(height, tile, overlap, alignment), axis_weights(height, tile, overlap, alignment)))
+    cols = list(zip(tile_spans(width, tile, overlap, alignment), axis_weights(width, tile, overlap, alignment)))
+    if len(rows) == 1 and len(cols) == 1:
         return run(image[None], **_as_batch_kwargs(kwargs, 1))[0]
 
-    tile_h, tile_w = min(tile, height), min(tile, width)
-    rows = list(zip(tile_starts(height, tile, overlap), axis_weights(height, tile, overlap)))
-    cols = list(zip(tile_starts(width, tile, overlap), axis_weights(width, tile, overlap)))
-    grid = [(row, col) for row in rows for col in cols]
+    by_shape: dict[tuple[int, int], list] = {}  # only tiles of one shape stack into a batch
+    for row in rows:
+        for col in cols:
+            by_shape.setdefault((row[0][1] - row[0][0], col[0][1] - col[0][0]), []).append((row, col))
     output = np.zeros(image.shape, np.float64)  # float64: blending identical tile values gives them back
-    for first in range(0, len(grid), batch_size):
-        chunk = grid[first:first + batch_size]
-        tiles = np.stack([image[top:top + tile_h, left:left + tile_w] for (top, _), (left, _) in chunk])
-        enhanced = run(tiles, **_as_batch_kwargs(kwargs, len(chunk)))
-        for result, ((top, weight_y), (left, weight_x)) in zip(enhanced, chunk):
-            blend = np.outer(weight_y, weight_x)[..., None]
-            output[top:top + tile_h, left:left + tile_w] += blend * result
+    for group in by_shape.values():
+        for first in range(0, len(group), batch_size):
+            chunk = group[first:first + batch_size]
+            tiles = np.stack([image[top:bottom, left:right] for ((top, bottom), _), ((left, right), _) in chunk])
+            enhanced = run(tiles, **_as_batch_kwargs(kwargs, len(chunk)))
+            for result, (((top, bottom), weight_y), ((left, right), weight_x)) in zip(enhanced, chunk):
+                output[top:bottom, left:right] += np.outer(weight_y, weight_x)[..., None] * result
     return output.astype(np.float32)
