@@ -1,16 +1,22 @@
 """SCI inference benchmark: ms/image of `SCIEnhancer` (preset "medium") by way of running, at each size.
 
     python -m bench.bench_sci [--size 400x600 --size 1080x1920] [--repeats 10] [--paths eager,function,...]
+                              [--variants unfused,fused]
 
-Prints one row per (size, path): median ms/image over --repeats calls after --warmup, on --threads threads,
-the network's FLOPs (TF profiler) and the fraction of this run's fp32 matmul rate reached, PSNR against the
-fp32 eager output, and the target at 400×600: under 3.5 ms for the best path (the original PyTorch model takes
-about 5 ms on the 2-core reference machine). Never asserts.
+Two variants of the same network, each run by every path: "SCI" is the model as trained (BatchNorm in the graph),
+"SCI fused" its inference form (`SCIEnhancer.fuse()`: BatchNorm folded into the preceding conv), which `llie
+enhance` and `llie export` use. Prints one row per (size, variant, path): median ms/image over --repeats calls
+after --warmup, on --threads threads, the network's FLOPs (TF profiler) and the fraction of this run's fp32 matmul
+rate reached, PSNR against the fp32 eager output of the unfused model (so a fused row also shows that it computes
+the same image), then the fused/unfused time ratio of each path measured in this run, and the target at 400×600:
+under 3.5 ms for the best path (the original PyTorch model takes about 5 ms on the 2-core reference machine).
+Never asserts.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +29,8 @@ PATHS = ("eager", "function", "xla", "savedmodel", "tflite-fp32", "tflite-fp16",
 TARGET_SIZE = "400x600"
 # The best path at 400×600 on 2 cores; the original PyTorch `Finetunemodel` takes about 5 ms there.
 TARGET = Target(3.5)
-LABEL = "SCI"
+# Variant name → the table's model label.
+VARIANTS = {"unfused": "SCI", "fused": "SCI fused"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,32 +39,63 @@ def build_parser() -> argparse.ArgumentParser:
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--preset", default="medium", help="SCI preset (default: medium)")
     weights.add_argument("--weights", metavar="PATH", help="an SCIEnhancer .weights.h5 instead of the preset")
+    parser.add_argument("--variants", default="unfused,fused", metavar="V,V",
+                        help="unfused (as trained), fused (BatchNorm folded, what llie runs) or both (default)")
     return parser
+
+
+def ratio_rows(rows: Sequence[list]) -> list[list]:
+    """[size, path, unfused ms, fused ms, fused/unfused] for each (size, path) timed in both variants."""
+    columns = [HEADER.index(column) for column in ("size", "model", "path", "ms/image")]
+    timed = {tuple(row[c] for c in columns[:3]): row[columns[3]] for row in rows
+             if isinstance(row[columns[3]], float)}
+    result = []
+    for (size, model, path), unfused in timed.items():
+        fused = timed.get((size, VARIANTS["fused"], path))
+        if model == VARIANTS["unfused"] and fused is not None:
+            result.append([size, path, unfused, fused, fused / unfused])
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, pinned = parse_arguments(parser, argv, PATHS)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants or set(variants) - set(VARIANTS):
+        parser.error(f"--variants: choose from {', '.join(VARIANTS)}")
     from sci_tf.spec import build_enhancer
 
     rates = print_machine("SCI inference benchmark", args, pinned, bf16=False)
     print(f"input: {describe_input(args.images)}; weights: {args.weights or 'preset ' + args.preset}")
-    enhancer = build_enhancer(preset=None if args.weights else args.preset, weights=args.weights)
-    run = enhancer_fn(enhancer, ())
+    trained = build_enhancer(preset=None if args.weights else args.preset, weights=args.weights, fused=False)
+    enhancers = {"unfused": trained, "fused": trained.fuse()}
+    runs = {variant: enhancer_fn(enhancers[variant], ()) for variant in variants}
     rows, cases = [], []
     with workdir() as tmp:
-        cache = EngineCache(enhancer_factories(enhancer, (), Path(tmp), args))
+        caches = {variant: EngineCache(enhancer_factories(enhancers[variant], (), Path(tmp) / variant, args))
+                  for variant in variants}
         for size in args.sizes:
-            cases.append(enhancer_case(size, LABEL, run, args))
-            rows += time_case(cases[-1], cache, args.paths, rates, args,
-                              target=lambda size_text, *_: TARGET if size_text == TARGET_SIZE else None)
-    print_table(f"SCI ms/image (median of {args.repeats} after {args.warmup} warm-up calls; PSNR vs fp32 eager)",
-                HEADER, rows)
+            # Every row's PSNR is against the unfused fp32 eager output (the model as trained).
+            unfused = enhancer_case(size, VARIANTS["unfused"], enhancer_fn(trained, ()), args)
+            for variant in variants:
+                case = unfused if variant == "unfused" else dataclasses.replace(
+                    enhancer_case(size, VARIANTS[variant], runs[variant], args), reference=unfused.reference)
+                cases.append(case)
+                rows += time_case(case, caches[variant], args.paths, rates, args,
+                                  target=lambda size_text, *_: TARGET if size_text == TARGET_SIZE else None)
+    print_table(f"SCI ms/image (median of {args.repeats} after {args.warmup} warm-up calls; PSNR vs fp32 eager "
+                "of the unfused model)", HEADER, rows)
+    ratios = ratio_rows(rows)
+    if ratios:
+        print_table("SCI fused vs unfused, same run (ratio < 1: the fused form is faster)",
+                    ("size", "path", "unfused ms", "fused ms", "fused/unfused"), ratios)
     if args.profile:
-        print_op_profile(f"SCI fp32 graph at {cases[0].size_text}", run, cases[0].arrays, threads=args.threads)
+        print_op_profile(f"{cases[0].label} fp32 graph at {cases[0].size_text}", runs[variants[0]],
+                         cases[0].arrays, threads=args.threads)
     print()
-    print(summary_line(rows, TARGET_SIZE, LABEL, ("fp32", "fp16 weights", "int8"), "path", TARGET,
-                       context=" (original PyTorch: ~5 ms)"))
+    for variant in variants:
+        print(summary_line(rows, TARGET_SIZE, VARIANTS[variant], ("fp32", "fp16 weights", "int8"), "path", TARGET,
+                           context=" (original PyTorch: ~5 ms)"))
     print(load_note("load average at end", own_threads=args.threads))
     return 0
 

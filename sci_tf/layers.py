@@ -8,6 +8,7 @@ statistics evolve as in PyTorch (one update per call, also when a block is reuse
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from train.layers import TorchBatchNormalization
 
@@ -31,26 +32,44 @@ class ConvNormReLU(keras.layers.Layer):
     """Conv3×3 (with bias) → PyTorch-style BatchNorm → ReLU: (N, H, W, C_in) → (N, H, W, filters).
 
     The original `nn.Sequential(Conv2d, BatchNorm2d, ReLU)`; `training` selects batch statistics (and one
-    running-statistics update per call) or the running statistics.
+    running-statistics update per call) or the running statistics. With `norm_folded=True` the layer has no
+    BatchNorm: its conv holds conv∘BN of a trained layer in inference mode (`folded_weights`), which saves two
+    element-wise passes per call; such a layer is for inference only (`training` is then ignored).
     """
 
-    def __init__(self, filters: int, **kwargs):
+    def __init__(self, filters: int, norm_folded: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.norm_folded = norm_folded
         self.conv = conv3x3(filters, name="conv")
-        self.norm = TorchBatchNormalization(
+        self.norm = None if norm_folded else TorchBatchNormalization(
             gamma_initializer=keras.initializers.RandomNormal(1.0, INIT_STDDEV), name="norm")
 
     def build(self, input_shape):
         self.conv.build(input_shape)
-        self.norm.build(tuple(input_shape[:-1]) + (self.filters,))
+        if self.norm is not None:
+            self.norm.build(tuple(input_shape[:-1]) + (self.filters,))
 
     def call(self, inputs, training=None):
-        return keras.ops.relu(self.norm(self.conv(inputs), training=training))
+        features = self.conv(inputs)
+        if self.norm is not None:
+            features = self.norm(features, training=training)
+        return keras.ops.relu(features)
+
+    def folded_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(kernel HWIO, bias) of one convolution equal to conv → BatchNorm with the running statistics:
+        k·s and (b − mean)·s + β, with s = γ / sqrt(var + eps) per output channel (computed in float64)."""
+        norm = self.norm
+        scale = np.asarray(norm.gamma, np.float64) / np.sqrt(np.asarray(norm.moving_variance, np.float64)
+                                                             + norm.epsilon)
+        kernel = np.asarray(self.conv.kernel, np.float64) * scale
+        bias = (np.asarray(self.conv.bias, np.float64) - np.asarray(norm.moving_mean, np.float64)) * scale \
+            + np.asarray(norm.beta, np.float64)
+        return kernel.astype(np.float32), bias.astype(np.float32)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.filters,)
 
     # === Config ===
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "norm_folded": self.norm_folded}

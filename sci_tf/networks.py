@@ -27,14 +27,16 @@ class EnhanceNetwork(keras.layers.Layer):
 
     in_conv (conv 3→C + ReLU) → `num_layers` × [fea + ConvNormReLU(fea)] with one shared block → out_conv
     (conv C→3 + sigmoid); illumination = clamp(sigmoid(...) + input, 1e-4, 1). The original: C = 3, num_layers = 1.
+    `norm_folded`: the block's BatchNorm folded into its conv (inference only, see `ConvNormReLU`).
     """
 
-    def __init__(self, channels: int = 3, num_layers: int = 1, **kwargs):
+    def __init__(self, channels: int = 3, num_layers: int = 1, norm_folded: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
         self.num_layers = num_layers
+        self.norm_folded = norm_folded
         self.in_conv = conv3x3(channels, name="in_conv", activation="relu")
-        self.block = ConvNormReLU(channels, name="block")
+        self.block = ConvNormReLU(channels, norm_folded=norm_folded, name="block")
         self.out_conv = conv3x3(3, name="out_conv", activation="sigmoid")
 
     def build(self, input_shape):
@@ -54,7 +56,8 @@ class EnhanceNetwork(keras.layers.Layer):
 
     # === Config ===
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "num_layers": self.num_layers}
+        return {**super().get_config(), "channels": self.channels, "num_layers": self.num_layers,
+                "norm_folded": self.norm_folded}
 
 
 @keras.saving.register_keras_serializable(package="sci_tf")

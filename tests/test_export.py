@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 import keras
@@ -15,7 +17,7 @@ from train.errors import NotAvailableError
 from train.export import export_savedmodel, export_tflite
 from train.io import read_image, write_image
 from train.registry import ExtraInput, ModelSpec
-from train.tflite import TFLiteEnhancer, calibration_crops
+from train.tflite import TFLiteEnhancer, calibration_crops, tensor_dtypes
 from train.tiling import enhance_tiled
 
 RATIO = ExtraInput("ratio", 1.0, "exposure ratio")
@@ -230,6 +232,14 @@ def test_cli_exports_savedmodel_and_tflite(toy, tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["m.tflite", "sm"]  # no temporary leftovers
 
 
+def test_cli_dynamic_quantization_says_what_it_quantized(toy, tmp_path, capsys):
+    # The toy's middle conv has ≥ 1024 weights, so dynamic-range quantization stores it as int8.
+    assert cli.main(["export", "--model", "toy_export", "--quantize", "dynamic", "-o", str(tmp_path / "d.tflite")]) == 0
+    captured = capsys.readouterr()
+    assert "(dynamic quantized)" in captured.out and "warning" not in captured.err
+    assert tensor_dtypes(tmp_path / "d.tflite")["int8"] > 0
+
+
 def test_cli_int8_calibrates_on_a_folder(toy, tmp_path, capsys):
     folder = tmp_path / "calibration"
     for seed in range(2):
@@ -247,7 +257,6 @@ def test_cli_int8_calibrates_on_a_folder(toy, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--preset", "huge"], "has no preset 'huge' (presets: tiny)"),
     (["--weights", "missing.weights.h5"], "missing.weights.h5: no such weights file"),
-    (["--quantize", "int8"], "needs --calibration"),
     (["--quantize", "int8", "--calibration", "nowhere"], "nowhere"),
     (["--format", "savedmodel", "--quantize", "float16"], "applies to --format tflite only"),
 ])
@@ -299,3 +308,78 @@ def test_sci_quantized_psnr_on_real_image(sci):
     print(f"sci medium 1.png PSNR vs fp32: float16 {psnr['float16']:.1f} dB, int8 {psnr['int8']:.1f} dB")
     assert psnr["float16"] >= 45.0
     assert psnr["int8"] >= 35.0
+
+
+# === SCI through `llie export` ===
+
+
+def _llie(*argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main([str(arg) for arg in argv])
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sci_cli(tmp_path_factory):
+    """What `llie export --model sci --preset medium` writes: {name: (path, stdout, stderr)}."""
+    root = tmp_path_factory.mktemp("sci_cli")
+    runs = {"savedmodel": ("--format", "savedmodel"), "none": ("--format", "tflite"),
+            "dynamic": ("--format", "tflite", "--quantize", "dynamic"),
+            "int8": ("--format", "tflite", "--quantize", "int8")}  # no --calibration: the demo images
+    results = {}
+    for name, flags in runs.items():
+        path = root / (name if name == "savedmodel" else f"{name}.tflite")
+        status, out, err = _llie("export", "--model", "sci", "--preset", "medium", *flags, "-o", path)
+        assert status == 0, (name, err)
+        results[name] = (path, out, err)
+    return results
+
+
+def test_sci_cli_savedmodel_matches_keras(sci_cli):
+    keras_model = registry.get("sci").build_enhancer(preset="medium")
+    served = tf.saved_model.load(str(sci_cli["savedmodel"][0])).signatures
+    assert "signature serving_uint8: image uint8 [N,H,W,3]" in sci_cli["savedmodel"][1]
+    images = _images((3, 37, 53, 3), seed=11)  # batch 3, odd H×W
+    got = served["serving_default"](image=tf.constant(images))["enhanced"].numpy()
+    want = keras_model(images, training=False).numpy()
+    assert got.shape == images.shape
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+    pixels = np.random.default_rng(12).integers(0, 90, (3, 29, 41, 3)).astype(np.uint8)
+    got_uint8 = served["serving_uint8"](image=tf.constant(pixels))["enhanced"].numpy()
+    want_uint8 = np.round(np.clip(keras_model(pixels / np.float32(255.0), training=False).numpy(), 0, 1) * 255.0)
+    assert got_uint8.dtype == np.uint8 and got_uint8.shape == pixels.shape
+    assert np.abs(got_uint8.astype(np.int32) - want_uint8).max() <= 1 and np.mean(got_uint8 == want_uint8) > 0.999
+
+
+def test_sci_cli_tflite_any_size_builtin_ops_only(sci_cli):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    keras_model = registry.get("sci").build_enhancer(preset="medium")
+    runner = TFLiteEnhancer(sci_cli["none"][0])
+    for shape in ((1, 37, 53, 3), (1, 64, 96, 3)):  # resize_tensor_input to each size
+        images = _images(shape, seed=shape[1])
+        np.testing.assert_allclose(runner(images), keras_model(images, training=False).numpy(), atol=1e-4, rtol=0)
+    builtin = {name for name in vars(schema.BuiltinOperator) if name.isupper()} - {"CUSTOM"}
+    ops = runner.ops()
+    assert "CONV_2D" in ops and set(ops) <= builtin, ops  # no Flex (Flex...) and no custom op
+    assert not [op for op in ops if op.startswith("Flex")]
+
+
+def test_sci_cli_dynamic_quantization_is_reported_as_a_no_op(sci_cli):
+    _, out, err = sci_cli["dynamic"]
+    assert "(dynamic quantized)" not in out and "(float32: nothing quantized)" in out
+    assert err.startswith("llie export: warning: --quantize dynamic quantized nothing") and err.count("\n") == 1
+    assert tensor_dtypes(sci_cli["dynamic"][0])["int8"] == 0
+
+
+def test_sci_cli_int8_without_calibration_uses_the_demo_images(sci_cli):
+    path, out, err = sci_cli["int8"]
+    assert "(int8 quantized)" in out
+    assert "note: no --calibration DIR given: calibrating int8 on the 3 bundled demo images" in err
+    runner = TFLiteEnhancer(path)
+    assert {"QUANTIZE", "DEQUANTIZE"} <= set(runner.ops()) and tensor_dtypes(path)["int8"] > 0
+    image = read_image(shared_data_path("lol_eval15_lowonly/low_600x400/1.png"))
+    psnr = _psnr(runner(image), TFLiteEnhancer(sci_cli["none"][0])(image))
+    print(f"sci medium int8 (demo calibration) on 1.png: {psnr:.1f} dB vs fp32")
+    assert psnr >= 35.0

@@ -184,3 +184,25 @@ def test_keras_save_and_load_round_trip(tmp_path, seed0):
     want, got = model(x, training=False), restored(x, training=False)
     for name in LISTS:
         np.testing.assert_array_equal(np.stack(got[name]), np.stack(want[name]))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_fused_enhancer_computes_the_same_output(level, tmp_path):
+    # The inference form llie enhance/export run: the block's BatchNorm folded into its conv (running statistics).
+    data = reference("sci", f"pretrained_{level}")
+    enhancer = SCIEnhancer()
+    load_state_dict(enhancer, fixture_state(data))
+    fused = enhancer.fuse()
+    assert fused.fused and fused.fuse() is fused
+    assert len(fused.weights) == 6 and fused.enhance.block.norm is None  # 3 convs, no BatchNorm variables left
+    for k in (0, 1):
+        enhanced, illumination = fused(data[f"input_{k}"], return_illumination=True)
+        np.testing.assert_allclose(illumination, data[f"illumination_{k}"], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(enhanced, data[f"enhanced_{k}"], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(enhanced, enhancer(data[f"input_{k}"]), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="fused SCIEnhancer has no BatchNorm statistics"):
+        fused(data["input_0"], training=True)
+    fused.save(tmp_path / "fused.keras")
+    restored = keras.saving.load_model(tmp_path / "fused.keras")
+    assert restored.fused
+    np.testing.assert_array_equal(restored(data["input_1"]), fused(data["input_1"]))

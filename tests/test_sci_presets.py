@@ -1,4 +1,5 @@
-"""SCI presets against the authors' own outputs: the committed results/ PNGs and test.py runs (e2e/)."""
+"""SCI presets against the authors' own outputs: the committed results/ PNGs and test.py runs (e2e/), with the
+unfused SCIEnhancer (the port itself) and through `llie enhance` (the fused inference form it runs)."""
 
 from pathlib import Path
 
@@ -7,9 +8,10 @@ import pytest
 import tensorflow as tf
 
 from sci_tf.enhancer import SCIEnhancer
-from sci_tf.presets import DEFAULT_PRESET, PRESETS
+from sci_tf.presets import DEFAULT_PRESET, PRESETS, preset_weights_path
 from tests.reference import reference_path, shared_data_path
 from train import registry
+from train.cli import main
 from train.errors import NotAvailableError
 from train.io import read_image, to_uint8
 
@@ -24,9 +26,14 @@ def enhance_fns():
     return fns
 
 
+def _uint8(path: Path) -> np.ndarray:
+    """An 8-bit PNG's values as int16 (read_image gives them /255)."""
+    return np.asarray(read_image(path) * 255.0 + 0.5, np.int16)
+
+
 def _diff_stats(fn, input_path: Path, expected_path: Path) -> tuple[int, int]:
     got = to_uint8(fn(tf.constant(read_image(input_path))).numpy(), "truncate").astype(np.int16)
-    expected = np.asarray(read_image(expected_path) * 255.0 + 0.5, np.int16)
+    expected = _uint8(expected_path)
     assert got.shape == expected.shape, input_path
     diff = np.abs(got - expected)
     return int(diff.max()), int(np.count_nonzero(diff))
@@ -54,17 +61,50 @@ def test_reproduces_official_test_py_runs(enhance_fns, level):
         assert max_diff <= 1, expected.name
 
 
-def test_registry_entry_builds_the_default_preset_and_rejects_unknown_ones():
+def _cli_cases(level: str) -> list[tuple[Path, Path]]:
+    """(input PNG, the authors' output for it): every PNG of sci_test/<level> with its committed result, and the
+    LOL inputs of e2e/<level> (the official test.py run) where that folder exists."""
+    cases = [(path, shared_data_path("sci_official_outputs") / level / path.name)
+             for path in sorted(shared_data_path("sci_test").joinpath(level).glob("*.png"))]
+    e2e = reference_path("sci", "e2e") / level
+    if e2e.is_dir():
+        cases += [(shared_data_path("lol_eval15_lowonly/low_600x400") / expected.name, expected)
+                  for expected in sorted(e2e.glob("*.png"))]
+    return cases
+
+
+@pytest.mark.parametrize("level", ["easy", "medium", "difficult"])
+def test_llie_enhance_reproduces_the_authors_outputs(tmp_path, level):
+    # What a user runs (the CLI's default inference path: the fused enhancer), once per preset on all its inputs.
+    # The authors' test.py truncates to uint8, hence --rounding truncate; ±1 grey level (their GPU, our CPU).
+    cases = _cli_cases(level)
+    assert len({source.stem for source, _ in cases}) == len(cases), "two inputs would write the same output"
+    argv = ["enhance", *[str(source) for source, _ in cases], "-o", str(tmp_path), "--model", "sci",
+            "--preset", level, "--rounding", "truncate", "--quiet"]
+    assert main(argv) == 0
+    assert len(list(tmp_path.iterdir())) == len(cases)
+    for source, expected in cases:
+        got = _uint8(tmp_path / f"{source.stem}.png")
+        want = _uint8(expected)
+        assert got.shape == want.shape, source
+        assert np.abs(got - want).max() <= 1, f"{source} vs {expected}"
+
+
+def test_registry_entry_builds_the_fused_default_preset_and_rejects_unknown_ones():
     spec = registry.get("sci")
     assert spec.presets == ("easy", "medium", "difficult") and spec.default_preset == DEFAULT_PRESET == "medium"
     default = spec.build_enhancer()
     medium = SCIEnhancer.from_preset("medium")
     easy = SCIEnhancer.from_preset("easy")
-    for a, b in zip(default.get_weights(), medium.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    assert not all(np.array_equal(a, b) for a, b in zip(easy.get_weights(), medium.get_weights()))
+    assert default.fused and not medium.fused  # llie enhance / export run the BatchNorm-folded form
+    x = np.random.default_rng(0).uniform(0.0, 0.4, (2, 31, 45, 3)).astype(np.float32)
+    np.testing.assert_allclose(default(x), medium(x), atol=1e-6, rtol=0)
+    assert np.abs(np.asarray(default(x)) - np.asarray(easy(x))).max() > 1e-2
     with pytest.raises(NotAvailableError, match="'bright'"):
         spec.build_enhancer(preset="bright")
-    # An original state dict given as --weights is converted on the fly.
+    # An original state dict given as --weights is converted on the fly (and fused), as is a .weights.h5.
     from_original = spec.build_enhancer(weights=reference_path("sci", "weights/medium_state_dict.npz"))
-    assert all(np.array_equal(a, b) for a, b in zip(from_original.get_weights(), medium.get_weights()))
+    from_file = spec.build_enhancer(weights=preset_weights_path("medium"))
+    for enhancer in (from_original, from_file):
+        assert enhancer.fused
+        np.testing.assert_array_equal(enhancer(x), default(x))

@@ -13,6 +13,7 @@ import argparse
 import os
 import re
 import shutil
+import sys
 import tempfile
 import uuid
 import warnings
@@ -22,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from train import registry
-from train.errors import DatasetLayoutError, NotAvailableError, WeightsMismatchError
+from train.errors import NotAvailableError, WeightsMismatchError
 from train.registry import ExtraInput
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
@@ -233,10 +234,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="savedmodel (a folder) or tflite (a file); default: tflite when -o ends in .tflite, "
                              "else savedmodel")
     parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none",
-                        help="TFLite only: none (float32), float16 (half-size weights), dynamic (int8 weights), "
-                             "int8 (full-integer, float32 I/O; needs --calibration)")
+                        help="TFLite only: none (float32), float16 (half-size weights), dynamic (int8 weights of "
+                             "≥1024 elements), int8 (full-integer, float32 I/O; calibrated on --calibration)")
     parser.add_argument("--calibration", metavar="DIR",
-                        help="folder of representative low-light images to calibrate --quantize int8")
+                        help="folder of representative low-light images to calibrate --quantize int8 (default: "
+                             "the bundled demo images)")
     parser.add_argument("--calibration-size", type=int, default=256, metavar="PX",
                         help="side of the random calibration crops (default: 256)")
     parser.add_argument("--calibration-samples", type=int, default=32, metavar="N",
@@ -264,12 +266,38 @@ def _build_enhancer(spec: registry.ModelSpec, preset: str | None, weights: str |
 
 
 def _calibration_images(folder: str | None) -> list[np.ndarray]:
+    """The images of `folder`, or without one the bundled demo images (train/demo), with a note saying so."""
     from train.folders import list_images
     from train.io import read_image
 
-    if folder is None:
-        raise DatasetLayoutError("--quantize int8 needs --calibration DIR (representative images)")
-    return [read_image(path) for path in list_images(folder)]
+    if folder is not None:
+        return [read_image(path) for path in list_images(folder)]
+    from train.enhance import demo_images
+
+    with demo_images() as paths:
+        images = [read_image(path) for path in paths]
+    print(f"llie export: note: no --calibration DIR given: calibrating int8 on the {len(images)} bundled demo "
+          "images; pass images like yours for the best accuracy", file=sys.stderr)
+    return images
+
+
+# The element type a quantized .tflite stores its reduced-precision tensors in.
+_QUANTIZED_DTYPES = {"float16": "float16", "dynamic": "int8", "int8": "int8"}
+
+
+def _quantization_note(path: Path, quantize: str) -> str:
+    """" (<mode> quantized)" for the signature line, or, when the converter quantized nothing (dynamic range
+    quantization skips weight tensors under 1024 elements, e.g. all of SCI's), a warning and a note saying so."""
+    from train.tflite import tensor_dtypes
+
+    if quantize == "none":
+        return ""
+    if tensor_dtypes(path)[_QUANTIZED_DTYPES[quantize]]:
+        return f" ({quantize} quantized)"
+    print(f"llie export: warning: --quantize {quantize} quantized nothing: the converter leaves weight tensors "
+          "under 1024 elements in float32 and this model has no larger one; the file is a float32 model",
+          file=sys.stderr)
+    return " (float32: nothing quantized)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -290,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
                       extra_inputs=spec.extra_inputs, calibration_size=args.calibration_size,
                       calibration_samples=args.calibration_samples)
         lines = [describe_signature("serving_default", spec.extra_inputs, batch="1")
-                 + ("" if args.quantize == "none" else f" ({args.quantize} quantized)")]
+                 + _quantization_note(output, args.quantize)]
     print(f"llie export: wrote {args.model} {fmt} to {output}")
     for line in lines:
         print(f"  signature {line}")

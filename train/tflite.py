@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 from typing import Sequence
 
@@ -32,6 +33,16 @@ def calibration_crops(images: Sequence[np.ndarray], *, size: int = 256, count: i
         left = int(rng.integers(0, image.shape[1] - width + 1))
         crops.append(image[None, top:top + height, left:left + width, :3].copy())
     return crops
+
+
+def tensor_dtypes(path: str | os.PathLike) -> collections.Counter:
+    """How many tensors of each element type ("float32", "float16", "int8", ...) a .tflite file holds: weights,
+    activations and quantization parameters alike (a float16 or int8 tensor exists only where the converter
+    quantized something)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=os.fspath(path)).get_tensor_details()
+    return collections.Counter(np.dtype(detail["dtype"]).name for detail in details)
 
 
 class TFLiteEnhancer:
