@@ -218,10 +218,12 @@ def _read_legacy(stream: io.BufferedIOBase) -> Any:
         if storage is None:
             raise pickle.UnpicklingError(f"storage {key} is listed but never used")
         (count,) = struct.unpack("<q", stream.read(8))
-        raw = stream.read(count * storage.dtype.itemsize)
-        if count != storage.numel or len(raw) != count * storage.dtype.itemsize:
-            raise pickle.UnpicklingError(f"storage {key}: {len(raw)} bytes for {storage.numel} elements")
-        storage.data = np.frombuffer(raw, storage.dtype)
+        nbytes = count * storage.dtype.itemsize
+        # Checked before reading, so a corrupt count never makes us allocate more than the file holds.
+        if count != storage.numel or not 0 <= nbytes <= os.fstat(stream.fileno()).st_size - stream.tell():
+            raise pickle.UnpicklingError(f"storage {key}: {count} elements recorded, {storage.numel} expected, "
+                                         "or more bytes than the file has left")
+        storage.data = np.frombuffer(stream.read(nbytes), storage.dtype)
     return result
 
 
@@ -256,7 +258,8 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def read_state_dict(path: str | os.PathLike, npz_prefixes: tuple[str, ...] = NPZ_PREFIXES) -> dict[str, np.ndarray]:
-    """PyTorch tensor name → numpy array from a `.pth`/`.pt`/`.weight` checkpoint or an `.npz`.
+    """PyTorch tensor name → numpy array from a `.pth`/`.pt`/`.weight` checkpoint (torch.load with
+    weights_only when torch is installed, else `read_torch_checkpoint`) or an `.npz`.
 
     A `module.` (DataParallel) prefix is stripped; `num_batches_tracked` entries are kept (and ignored by
     `assign_state_dict`). In an .npz, only the keys under the first of `npz_prefixes`
