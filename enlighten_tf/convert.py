@@ -3,7 +3,8 @@
 Upstream saves `netG.cpu().state_dict()` of a `DataParallel` wrapper, so keys carry a `module.` prefix (stripped
 by `train.torch_weights.read_state_dict`); torch 0.3.1 wrote no `num_batches_tracked` (ignored when present).
 Every mismatch raises `WeightsMismatchError` naming the tensor. `llie convert enlightengan SRC --out DST` writes
-the enhancer's `.weights.h5`.
+the enhancer's `.weights.h5` (recording the upsampling mode, see `enlighten_tf.enhancer`) and the upstream BSD-2
+licence beside it.
 """
 
 from __future__ import annotations
@@ -65,18 +66,25 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
                         help="upstream generator checkpoint (e.g. 200_net_G_A.pth; needs torch) or an .npz with "
                              "the same tensor names")
     parser.add_argument("--out", required=True, metavar="DST.weights.h5",
-                        help="output weights of the EnlightenGAN enhancer")
+                        help="output weights of the EnlightenGAN enhancer; LICENSE-EnlightenGAN-BSD2.txt is "
+                             "written beside it")
+    parser.add_argument("--no-align-corners", dest="align_corners", action="store_false",
+                        help="the checkpoint was trained with torch >= 0.4 bilinear upsampling (align_corners="
+                             "False); default: align_corners=True, as torch 0.3.1 and the released checkpoint")
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    """`llie convert enlightengan SRC --out DST.weights.h5`."""
-    from enlighten_tf.enhancer import EnlightenGANEnhancer
+    """`llie convert enlightengan SRC --out DST.weights.h5 [--no-align-corners]`: the weights (with their
+    upsampling mode recorded) and the upstream licence beside them."""
+    from enlighten_tf.enhancer import EnlightenGANEnhancer, save_enhancer_weights
     from train.callbacks import save_weights_atomically
+    from train.export import ship_license_notice
 
     if not str(args.out).endswith(".weights.h5"):
         raise WeightsMismatchError(f"{args.out}: the output must end in .weights.h5")
-    enhancer = EnlightenGANEnhancer()
+    enhancer = EnlightenGANEnhancer(align_corners=args.align_corners, from_upstream=True)
     load_generator(enhancer.generator, args.source)
-    path = save_weights_atomically(enhancer, args.out)
-    print(f"wrote {path}")
+    path = save_weights_atomically(enhancer, args.out, save_enhancer_weights)
+    notice = ship_license_notice(enhancer.license_notice, path)
+    print(f"wrote {path} (align_corners={enhancer.generator.align_corners}) and its licence {notice}")
     return 0

@@ -1,8 +1,16 @@
-"""`EnlightenGANEnhancer`: the generator behind the project's enhancer contract ([0,1] in, [0,1] out)."""
+"""`EnlightenGANEnhancer`: the generator behind the project's enhancer contract ([0,1] in, [0,1] out), and its
+weights files.
+
+A `.weights.h5` written by `save_enhancer_weights` (training, `llie convert enlightengan`) records, as HDF5
+attributes of the file, the generator's bilinear upsampling mode (`align_corners`: it changes every output, and
+the weights only work with the mode they were trained with) and whether the weights come from the authors'
+checkpoint (then the BSD-2 notice `LICENSE_NOTICE` must travel with anything made from them).
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -11,6 +19,13 @@ from enlighten_tf.convert import load_generator
 from enlighten_tf.generator import Generator
 from enlighten_tf.layers import attention_map
 from train.errors import NotAvailableError, WeightsMismatchError
+
+# === Config ===
+
+LICENSE_NOTICE = Path(__file__).resolve().parent / "LICENSE-EnlightenGAN-BSD2.txt"
+ALIGN_CORNERS_ATTRIBUTE = "enlightengan_align_corners"
+FROM_UPSTREAM_ATTRIBUTE = "enlightengan_from_upstream_checkpoint"
+UPSTREAM_ALIGN_CORNERS = True  # torch 0.3.1's F.upsample, which the released checkpoint was trained with
 
 
 def enhance(generator: Generator, images: tf.Tensor) -> tf.Tensor:
@@ -38,38 +53,95 @@ class EnlightenGANEnhancer(keras.Model):
         align_corners: upsampling mode of the generator; True (default) matches the official checkpoint.
         generator: an existing `Generator` to wrap (shared, e.g. with the `EnlightenGAN` trainer); its own
             `align_corners` then applies.
+        from_upstream: the weights come from the authors' checkpoint; `license_notice` is then the licence
+            file to ship with anything exported from them.
     """
 
-    def __init__(self, align_corners: bool = True, generator: Generator | None = None, **kwargs):
+    def __init__(self, align_corners: bool = True, generator: Generator | None = None, from_upstream: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.generator = generator if generator is not None else Generator(align_corners, name="generator")
+        self.from_upstream = bool(from_upstream)
         self.built = True  # the generator builds itself
+
+    @property
+    def license_notice(self) -> Path | None:
+        """The licence that must travel with these weights (None: not derived from the authors' checkpoint)."""
+        return LICENSE_NOTICE if self.from_upstream else None
 
     def call(self, images):
         return enhance(self.generator, images)
 
     def get_config(self):
-        return {**super().get_config(), "align_corners": self.generator.align_corners}
+        return {**super().get_config(), "align_corners": self.generator.align_corners,
+                "from_upstream": self.from_upstream}
+
+
+# === Weights files ===
+
+
+def save_enhancer_weights(enhancer: EnlightenGANEnhancer, path: str | os.PathLike) -> None:
+    """`enhancer.save_weights(path)` (a .weights.h5), plus the file attributes `build_enhancer` reads back:
+    the upsampling mode and whether the weights come from the authors' checkpoint."""
+    import h5py
+
+    enhancer.save_weights(path)
+    with h5py.File(path, "a") as file:
+        file.attrs[ALIGN_CORNERS_ATTRIBUTE] = bool(enhancer.generator.align_corners)
+        file.attrs[FROM_UPSTREAM_ATTRIBUTE] = bool(enhancer.from_upstream)
+
+
+def read_weights_attributes(path: str | os.PathLike) -> tuple[bool | None, bool]:
+    """(align_corners or None when not recorded, from_upstream) of a .weights.h5; `WeightsMismatchError` if the
+    file is not HDF5."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            align_corners = file.attrs.get(ALIGN_CORNERS_ATTRIBUTE)
+            from_upstream = bool(file.attrs.get(FROM_UPSTREAM_ATTRIBUTE, False))
+    except OSError as err:
+        raise WeightsMismatchError(f"{path}: not EnlightenGAN enhancer weights (not an HDF5 file)") from err
+    return (None if align_corners is None else bool(align_corners)), from_upstream
+
+
+def _resolve_mode(path: str | os.PathLike, recorded: bool | None, requested: bool | None) -> bool:
+    if recorded is not None and requested is not None and recorded != requested:
+        raise WeightsMismatchError(f"{path}: these weights were trained with align_corners={recorded}; "
+                                   f"they cannot run with align_corners={requested}")
+    if recorded is not None:
+        return recorded
+    # Files written before the mode was recorded: the enhancer's default, as they were saved with.
+    return UPSTREAM_ALIGN_CORNERS if requested is None else requested
 
 
 def build_enhancer(preset: str | None = None, weights: str | os.PathLike | None = None,
-                   align_corners: bool = True) -> EnlightenGANEnhancer:
-    """The registry's builder. No official weights ship here (`preset` must be None); `weights` is a
-    `.weights.h5` written by `llie convert enlightengan` or training, or an upstream `.pth`/.npz converted on
-    the fly. Without weights the generator is randomly initialised."""
+                   align_corners: bool | None = None) -> EnlightenGANEnhancer:
+    """The registry's builder. No official weights ship here (`preset` must be None).
+
+    `weights`: a `.weights.h5` written by `llie convert enlightengan` or training (its recorded upsampling mode
+    is used; an explicit `align_corners` that disagrees is an error), or an upstream `.pth`/.npz converted on the
+    fly (`align_corners` default True, as the released checkpoint). Without weights the generator is randomly
+    initialised (default True).
+    """
     if preset is not None:
         raise NotAvailableError(f"enlightengan has no preset '{preset}': no official weights ship with this "
                                 "package; convert the authors' checkpoint with `llie convert enlightengan`")
-    enhancer = EnlightenGANEnhancer(align_corners=align_corners)
-    if weights is not None:
-        if str(weights).endswith(".weights.h5"):
-            if not os.path.isfile(weights):
-                raise WeightsMismatchError(f"{weights}: no such weights file")
-            try:
-                enhancer.load_weights(weights)
-            except (ValueError, OSError, KeyError) as err:  # how Keras reports a foreign or corrupt file
-                first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise WeightsMismatchError(f"{weights}: not EnlightenGAN enhancer weights ({first_line})") from err
-        else:
-            load_generator(enhancer.generator, weights)
+    if weights is None:
+        return EnlightenGANEnhancer(align_corners=UPSTREAM_ALIGN_CORNERS if align_corners is None else align_corners)
+    if not str(weights).endswith(".weights.h5"):
+        mode = UPSTREAM_ALIGN_CORNERS if align_corners is None else align_corners
+        enhancer = EnlightenGANEnhancer(align_corners=mode, from_upstream=True)
+        load_generator(enhancer.generator, weights)
+        return enhancer
+    if not os.path.isfile(weights):
+        raise WeightsMismatchError(f"{weights}: no such weights file")
+    recorded, from_upstream = read_weights_attributes(weights)
+    enhancer = EnlightenGANEnhancer(align_corners=_resolve_mode(weights, recorded, align_corners),
+                                    from_upstream=from_upstream)
+    try:
+        enhancer.load_weights(weights)
+    except (ValueError, OSError, KeyError) as err:  # how Keras reports a foreign or corrupt file
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsMismatchError(f"{weights}: not EnlightenGAN enhancer weights ({first_line})") from err
     return enhancer

@@ -9,7 +9,9 @@ Data: `(low, normal)` batches float32 NHWC in [0,1] (e.g. `train.data.unpaired_d
 
 Distribution: gradients are global-batch means under any strategy. Two statistics stay per replica: BatchNorm's
 (as upstream's DataParallel) and the means inside the relativistic losses (upstream gathers D's outputs and takes
-them over the whole batch), so with several replicas those terms differ slightly from a one-device run.
+them over the whole batch), so with several replicas those terms differ slightly from a one-device run. Every
+replica needs at least one image: feed only full global batches (`train_command.training_dataset` drops a short
+last one under several replicas).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from enlighten_tf.layers import attention_map
 from losses_tf.adversarial import relativistic_lsgan_discriminator_loss, relativistic_lsgan_generator_loss
 from losses_tf.core import float32_policy
 from losses_tf.enlighten import local_discriminator_loss, local_generator_loss, sfp_image_loss, sfp_vgg16
+from train.errors import NotAvailableError
 
 # === Config ===
 
@@ -55,9 +58,27 @@ def build_sfp_extractor(weights: str | os.PathLike | None) -> keras.Model:
                          "makes it meaningless): pass 'imagenet' or a local weights file (--vgg-weights)")
     path = os.fspath(weights)
     with float32_policy():
-        if path == "imagenet" or path.endswith(".h5"):
+        if path == "imagenet":
+            return _imagenet_sfp_vgg16()
+        if path.endswith(".h5"):
             return sfp_vgg16(path)
         return load_vgg16(sfp_vgg16(None), path)
+
+
+def _imagenet_sfp_vgg16() -> keras.Model:
+    """`sfp_vgg16("imagenet")`, with a failed download turned into a one-line `NotAvailableError` naming the way
+    out. Offline, Keras' `get_file` raises a bare `Exception` ("URL fetch failure on ..."); a socket or file
+    problem is an `OSError` (urllib's `URLError` is one)."""
+    try:
+        return sfp_vgg16("imagenet")
+    except Exception as err:  # noqa: BLE001 — narrowed just below
+        if not (isinstance(err, OSError) or type(err) is Exception):
+            raise  # a bug, not a download failure
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise NotAvailableError(f"the ImageNet VGG16 weights of the self feature preserving loss could not be "
+                                f"downloaded ({reason}); pass a local copy with --vgg-weights PATH (Keras' "
+                                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5, or upstream's vgg16.weight "
+                                "/ an .npz of it)") from err
 
 
 def darken(images_m11: tf.Tensor, key: tf.Tensor, probability: float = DARKEN_PROBABILITY) -> tf.Tensor:

@@ -4,7 +4,8 @@ Defaults follow the official `scripts/script.py --train` (github.com/VITA-Group/
 batch 32, 320² crops, Adam(1e-4, β 0.5/0.999) for G and the discriminators, 200 epochs: constant lr for the
 first half (niter 100), then linearly to 0 (niter_decay 100). The SFP loss needs real VGG16 weights: "imagenet"
 (Keras' copy of the Caffe VGG16 upstream uses, downloaded once) or a local file (`--vgg-weights`). The run saves
-the enhancer (`final.weights.h5`, loadable with `llie enhance --model enlightengan --weights`).
+the enhancer (`final.weights.h5`, with its upsampling mode recorded, loadable with `llie enhance --model
+enlightengan --weights`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from train.errors import DatasetLayoutError, WeightsMismatchError
 from train.registry import TrainCommand
 
 ORIGINAL_EPOCHS = 200  # niter + niter_decay
@@ -47,8 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no random flips/rotations of the crops")
 
 
-def save_enhancer_weights(model: keras.Model, path: str) -> None:
-    model.enhancer().save_weights(path)
+def save_trained_weights(model: keras.Model, path: str) -> None:
+    """The enhancer's weights with its upsampling mode recorded (`llie enhance/export --weights` use it)."""
+    from enlighten_tf.enhancer import save_enhancer_weights
+
+    save_enhancer_weights(model.enhancer(), path)
 
 
 def build_enlightengan(args: argparse.Namespace) -> keras.Model:
@@ -71,22 +77,48 @@ def lr_schedule(args: argparse.Namespace) -> keras.callbacks.Callback:
     return EpochLinearDecay(args.lr, constant, max(args.epochs - constant, 1))
 
 
-def run(args: argparse.Namespace) -> keras.Model:
+def training_dataset(args: argparse.Namespace, replicas: int = 1) -> tf.data.Dataset:
+    """The unpaired pipeline of the flags, in global batches.
+
+    One device keeps upstream's short last batch. Under several replicas only full batches are kept: a short
+    one can leave a replica with no image, which the generator cannot run (MirrorPad rejects it, and TF 2.21's
+    Conv2D returns an empty batch with its input's channels) and whose BatchNorm statistics and relativistic
+    means would be NaN, reaching every replica through the all-reduce.
+    """
     from train.data import unpaired_dataset
-    from train.errors import WeightsMismatchError
-    from train.fit import run_training
+
+    if args.batch_size < replicas:
+        raise DatasetLayoutError(f"--batch-size {args.batch_size} is smaller than the {replicas} replicas of "
+                                 f"--strategy {args.strategy}: each replica needs at least one image")
+    dataset = unpaired_dataset(args.low, args.normal, patch_size=args.patch_size, batch_size=args.batch_size,
+                               augment=args.augment, shuffle=True, repeat=args.steps_per_epoch is not None,
+                               seed=args.seed)
+    if replicas > 1:
+        dataset = dataset.filter(lambda low, _normal: tf.shape(low)[0] == args.batch_size)
+    return dataset
+
+
+def train(args: argparse.Namespace, strategy: tf.distribute.Strategy | None = None) -> keras.Model:
+    """Runs `llie train enlightengan` with the parsed flags (`strategy` overrides `--strategy`); returns the
+    trained `EnlightenGAN`."""
+    from train.fit import run_training, strategy_from_name
     from train.folders import list_images
     from train.io import read_image
 
     if args.vgg_weights != "imagenet" and not os.path.isfile(args.vgg_weights):
         raise WeightsMismatchError(f"{args.vgg_weights}: no such VGG16 weights file")
-    dataset = unpaired_dataset(args.low, args.normal, patch_size=args.patch_size, batch_size=args.batch_size,
-                               augment=args.augment, shuffle=True, repeat=args.steps_per_epoch is not None,
-                               seed=args.seed)
+    strategy = strategy or strategy_from_name(args.strategy)
+    dataset = training_dataset(args, strategy.num_replicas_in_sync)
     sample = read_image(list_images(args.low)[0])[:MAX_SAMPLE_SIDE, :MAX_SAMPLE_SIDE][None]
     return run_training(args, build_model=lambda: build_enlightengan(args), dataset=dataset,
-                        sample_images=np.asarray(sample, np.float32), save_weights=save_enhancer_weights,
-                        extra_callbacks=[lr_schedule(args)])
+                        sample_images=np.asarray(sample, np.float32), save_weights=save_trained_weights,
+                        extra_callbacks=[lr_schedule(args)], strategy=strategy)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The CLI entry: trains (see `train`), exit status 0."""
+    train(args)
+    return 0
 
 
 TRAIN_COMMAND = TrainCommand("enlightengan", "train EnlightenGAN on unpaired low-light / normal-light folders",

@@ -1,16 +1,18 @@
 """EnlightenGAN weight conversion: the official checkpoint format (.pth with `module.` keys, legacy
-serialisation, no num_batches_tracked), .npz twins, validation errors, `llie convert enlightengan` and the
-registry entry."""
+serialisation, no num_batches_tracked), .npz twins, validation errors, `llie convert enlightengan` (the
+upsampling mode kept with the weights, the licence beside them), the bench's fixture loader and the registry
+entry."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from enlighten_tf.convert import generator_layers, load_generator, load_vgg16
 from enlighten_tf.discriminators import LocalDiscriminator
-from enlighten_tf.enhancer import EnlightenGANEnhancer, build_enhancer
+from enlighten_tf.enhancer import LICENSE_NOTICE, EnlightenGANEnhancer, build_enhancer
 from enlighten_tf.generator import Generator
 from losses_tf.enlighten import sfp_vgg16
-from tests.reference import reference
+from tests.reference import reference, reference_path
 from train import cli, registry
 from train.errors import NotAvailableError, WeightsMismatchError
 from train.torch_weights import assign_state_dict, read_state_dict
@@ -92,17 +94,61 @@ def test_vgg16_loader_ignores_unused_convs_and_transposes(tmp_path):
     np.testing.assert_array_equal(kernel, state["conv4_2.weight"].transpose(2, 3, 1, 0))
 
 
-def test_llie_convert_writes_enhancer_weights(tmp_path, fixture, checkpoint_state):
+def test_llie_convert_writes_enhancer_weights_and_licence(tmp_path, fixture, checkpoint_state):
     source = tmp_path / "net_G_A.npz"
     np.savez(source, **checkpoint_state)
-    out = tmp_path / "enlightengan.weights.h5"
+    out = tmp_path / "models" / "enlightengan.weights.h5"
     assert cli.main(["convert", "enlightengan", str(source), "--out", str(out)]) == 0
     enhancer = build_enhancer(weights=out)
+    assert enhancer.generator.align_corners is True  # the released checkpoint's mode, recorded in the file
     x = (fixture["input"] + 1) / 2
     want = np.clip((fixture["output_calib_acT"] + 1) / 2, 0, 1)
     np.testing.assert_allclose(enhancer(x), want, atol=ATOL)
     # An upstream file works directly too (converted on the fly).
     np.testing.assert_allclose(build_enhancer(weights=source)(x), want, atol=ATOL)
+    notice = out.parent / "LICENSE-EnlightenGAN-BSD2.txt"
+    assert enhancer.license_notice == LICENSE_NOTICE and notice.read_text() == LICENSE_NOTICE.read_text()
+
+
+def test_licence_notice_reproduces_both_upstream_sections():
+    text = LICENSE_NOTICE.read_text()
+    bsd2, dcgan = text.split("-- LICENSE FOR DCGAN --")
+    assert "BSD 2-Clause License" in bsd2 and "Copyright (c) 2019, Yifan Jiang and Zhangyang Wang" in bsd2
+    assert "For dcgan.torch software" in dcgan and "Copyright (c) 2015, Facebook, Inc." in dcgan
+    assert "Neither the name Facebook nor the names of its contributors" in dcgan
+    for section in (bsd2, dcgan):  # each keeps its conditions and its disclaimer
+        assert "Redistributions in binary form must reproduce the above copyright notice" in section
+        assert "EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE" in section
+
+
+def test_convert_with_an_explicit_upsampling_mode(tmp_path, fixture, checkpoint_state):
+    """A checkpoint trained on torch >= 0.4 (align_corners=False): `--no-align-corners` is kept with the
+    weights, and enhance/export (which build the enhancer from the file alone) use it."""
+    source = tmp_path / "net_G_A.npz"
+    np.savez(source, **checkpoint_state)
+    out = tmp_path / "modern.weights.h5"
+    assert cli.main(["convert", "enlightengan", str(source), "--out", str(out), "--no-align-corners"]) == 0
+    enhancer = registry.get("enlightengan").build_enhancer(weights=str(out))
+    assert enhancer.generator.align_corners is False
+    x = (fixture["input"] + 1) / 2
+    want = np.clip((fixture["output_calib"] + 1) / 2, 0, 1)
+    np.testing.assert_allclose(enhancer(x), want, atol=ATOL)
+    np.testing.assert_allclose(build_enhancer(weights=source, align_corners=False)(x), want, atol=ATOL)
+    exported = tmp_path / "export" / "savedmodel"
+    assert cli.main(["export", "--model", "enlightengan", "--weights", str(out), "-o", str(exported)]) == 0
+    serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
+    np.testing.assert_allclose(serve(image=tf.constant(x))["enhanced"], want, atol=ATOL)
+    assert (exported.parent / LICENSE_NOTICE.name).is_file()  # converted from upstream: the licence travels
+
+
+def test_bench_loads_the_calibrated_statistics_of_a_fixture_npz(fixture):
+    """`bench_enlightengan --weights generator_seed0.npz` uses `calib/` over `w/`: the init statistics would
+    make the deep path vanish and every PSNR row look perfect."""
+    from bench.bench_enlightengan import build_bench_enhancer
+
+    enhancer = build_bench_enhancer(str(reference_path("enlightengan", "generator_seed0.npz")))
+    x = (fixture["input"] + 1) / 2
+    np.testing.assert_allclose(enhancer(x), np.clip((fixture["output_calib_acT"] + 1) / 2, 0, 1), atol=ATOL)
 
 
 def test_llie_convert_reports_bad_input(tmp_path, capsys):
@@ -122,6 +168,10 @@ def test_build_enhancer_errors(tmp_path):
     LocalDiscriminator(filters=2).save_weights(foreign)
     with pytest.raises(WeightsMismatchError, match="d.weights.h5: not EnlightenGAN enhancer weights"):
         build_enhancer(weights=foreign)
+    junk = tmp_path / "junk.weights.h5"
+    junk.write_bytes(b"not hdf5")
+    with pytest.raises(WeightsMismatchError, match="junk.weights.h5: not EnlightenGAN enhancer weights"):
+        build_enhancer(weights=junk)
 
 
 def test_registry_entry():

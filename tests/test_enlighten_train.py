@@ -1,5 +1,6 @@
 """EnlightenGAN training: one iteration's losses and gradient against upstream (train_step_seed0), the random
-darkening / patch helpers, the lr schedule, distribution, mixed precision and `llie train enlightengan`."""
+darkening / patch helpers, the lr schedule, distribution (and short last batches on several replicas), mixed
+precision, the VGG weights errors and `llie train enlightengan` (resume, logs, the recorded upsampling mode)."""
 
 import argparse
 import types
@@ -9,23 +10,29 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras.src.utils import file_utils as keras_file_utils
+
+from enlighten_tf import train_command
 from enlighten_tf.convert import load_discriminator, load_generator
 from enlighten_tf.discriminators import GlobalDiscriminator, LocalDiscriminator
-from enlighten_tf.enhancer import build_enhancer
+from enlighten_tf.enhancer import build_enhancer, read_weights_attributes
 from enlighten_tf.generator import Generator
+from enlighten_tf.layers import padding_amounts, reflect_pad
 from enlighten_tf.model import EnlightenGAN, build_sfp_extractor, darken, extract_patches, random_patch_offsets
 from enlighten_tf.schedule import EpochLinearDecay, decayed_learning_rate
-from enlighten_tf.train_command import TRAIN_COMMAND
+from enlighten_tf.train_command import TRAIN_COMMAND, training_dataset
 from tests.image_folders import coded_image, save
 from tests.reference import reference, reference_path
 from train import cli
+from train.errors import DatasetLayoutError, NotAvailableError, WeightsMismatchError
 from train.fit import precision_policy
 
 RTOL = 1e-4
-# ∂loss_G/∂conv1_1 is dominated by the SFP term, whose instance norm divides near-constant relu5_1 channels
-# by sqrt(var + 1e-5): float32 rounding is amplified there. Measured: our float32 SFP input-gradient differs
-# from a float64 evaluation by 4e-4 (8e-4 with align_corners) in relative norm, and upstream's float32 carries
-# the same kind of error, so the gradient norm is compared at 1e-3 (measured 3e-5 and 5e-4).
+# ∂loss_G/∂conv1_1 goes back through the SFP loss's VGG16, whose float32 convolutions put float32 evaluations of
+# this norm several 1e-4 from its float64 value: this port 7.3e-4 / 4.8e-4 and upstream itself 7.0e-4 / 2.1e-6
+# (align_corners False / True; port vs upstream 3.4e-5 / 4.8e-4). A 1e-4 bound between two float32
+# implementations is below what float32 delivers here, so the norm is compared at 1e-3: see
+# test_enlighten_float64.py, which re-evaluates the iteration in float64 and checks both against it.
 GRAD_RTOL = 1e-3
 TRACKED = {"g_loss", "g_gan_global", "g_gan_local", "sfp", "d_global", "d_local"}
 
@@ -189,25 +196,134 @@ def test_missing_vgg_weights_is_a_clear_error(tmp_path, capsys):
     assert status == 1 and f"{missing}: no such VGG16 weights file" in capsys.readouterr().err
 
 
-def test_llie_train_enlightengan_end_to_end(tmp_path):
-    """`llie train enlightengan`: model.fit with the fixture VGG file, the per-epoch lr,
-    the 6 trackers logged, and final.weights.h5 loadable by the enhancer builder."""
-    for index in range(4):
-        save(tmp_path / "low" / f"{index}.png", coded_image(index, (40, 44)) // 4)
-    for index in range(2):
-        save(tmp_path / "normal" / f"{index}.png", coded_image(index + 5, (40, 44)))
+def _unpaired_folders(root, lows: int = 4, normals: int = 2, size=(40, 44)):
+    for index in range(lows):
+        save(root / "low" / f"{index}.png", coded_image(index, size) // 4)
+    for index in range(normals):
+        save(root / "normal" / f"{index}.png", coded_image(index + 5, size))
+    return ["--low", str(root / "low"), "--normal", str(root / "normal")]
+
+
+def test_offline_imagenet_vgg_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    """Offline, Keras' download raises a bare Exception ("URL fetch failure"): one line naming --vgg-weights."""
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/vgg16_notop.h5: None -- [Errno -3] "
+                        "Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras_file_utils, "get_file", offline)
+    with pytest.raises(NotAvailableError, match=r"could not be downloaded \(URL fetch failure.*--vgg-weights PATH"):
+        build_sfp_extractor("imagenet")
+    status = cli.main(["train", "enlightengan", *_unpaired_folders(tmp_path), "--batch-size", "2",
+                       "--patch-size", "32", "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert status == 1 and "--vgg-weights PATH" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+    def broken(*args, **kwargs):
+        raise KeyError("not a download problem")
+
+    monkeypatch.setattr(keras_file_utils, "get_file", broken)
+    with pytest.raises(KeyError):  # only download failures are translated
+        build_sfp_extractor("imagenet")
+
+
+def _events(folder) -> dict[str, list[tuple[int, float]]]:
+    """tag → sorted (step, first value) pairs of every TensorBoard event file under `folder`."""
+    found = {}
+    for path in folder.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, tf.make_ndarray(value.tensor).ravel()[0]))
+    return {tag: sorted(points) for tag, points in found.items()}
+
+
+def _train_argv(tmp_path, run_dir) -> list[str]:
+    """`llie train enlightengan`: 2 epochs of one step, lr decaying linearly from the first epoch, the torch >= 0.4
+    upsampling mode."""
+    return ["train", "enlightengan", *_unpaired_folders(tmp_path),
+            "--vgg-weights", str(reference_path("enlightengan", "losses.npz")), "--epochs", "2", "--lr", "2e-4",
+            "--constant-epochs", "0", "--steps-per-epoch", "1", "--batch-size", "2", "--patch-size", "32",
+            "--no-align-corners", "--run-dir", str(run_dir), "--verbose", "2"]
+
+
+def test_llie_train_enlightengan_exits_0_with_logs_and_the_recorded_mode(tmp_path):
+    """Through the CLI: exit status 0, the six trackers and the lr per epoch, sample images, and final.weights.h5
+    carrying the --no-align-corners mode into `build_enhancer`."""
+    run_dir = tmp_path / "run"
+    assert cli.main(_train_argv(tmp_path, run_dir)) == 0
+    assert not (run_dir / "backup").exists()  # finished
+    scalars = _events(run_dir / "logs" / "train")
+    for name in TRACKED:
+        points = scalars[f"epoch_{name}"]
+        assert [step for step, _ in points] == [1, 2] and all(np.isfinite(value) for _, value in points), name
+    np.testing.assert_allclose([value for _, value in scalars["epoch_lr"]], [2e-4, 1e-4], rtol=1e-6)
+    images = _events(run_dir / "logs" / "images")
+    assert [step for step, _ in images["samples/input"]] == [0]
+    assert [step for step, _ in images["samples/output"]] == [1, 2]
+    final = run_dir / "final.weights.h5"
+    enhancer = build_enhancer(weights=final)
+    assert enhancer.generator.align_corners is False and enhancer.license_notice is None
+    assert read_weights_attributes(run_dir / "last.weights.h5") == (False, False)
+    images = np.random.default_rng(2).uniform(0, 1, (1, 32, 48, 3)).astype(np.float32)
+    assert np.abs(enhancer(images) - build_enhancer(align_corners=False)(images)).max() > 1e-4  # trained weights
+    with pytest.raises(WeightsMismatchError, match="trained with align_corners=False"):
+        build_enhancer(weights=final, align_corners=True)
+
+
+class _CrashAtSecondEpoch(EpochLinearDecay):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("simulated crash")
+        super().on_epoch_begin(epoch, logs)
+
+
+@pytest.mark.slow
+def test_llie_train_enlightengan_resumes_after_a_crash(tmp_path, monkeypatch, capsys):
+    """A run killed after epoch 1 resumes at epoch 2 (not from scratch) on the second invocation, with the lr of
+    epoch 2, and one scalar point per epoch."""
+    run_dir = tmp_path / "run"
+    argv = _train_argv(tmp_path, run_dir)
+    monkeypatch.setattr(train_command, "lr_schedule", lambda args: _CrashAtSecondEpoch(args.lr, 0, args.epochs))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        cli.main(argv)
+    assert (run_dir / "backup").is_dir() and (run_dir / "last.weights.h5").is_file()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Epoch 2/2" in out and "Epoch 1/2" not in out  # resumed at the second epoch
+    assert not (run_dir / "backup").exists()
+    scalars = _events(run_dir / "logs" / "train")
+    for name in TRACKED:
+        assert [step for step, _ in scalars[f"epoch_{name}"]] == [1, 2], name  # none repeated
+    np.testing.assert_allclose([value for _, value in scalars["epoch_lr"]], [2e-4, 1e-4], rtol=1e-6)
+    assert build_enhancer(weights=run_dir / "final.weights.h5").generator.align_corners is False
+
+
+def test_short_last_batch_never_reaches_two_replicas(tmp_path, two_cpu_strategy):
+    """3 images in batches of 2: one device keeps upstream's short last batch; on 2 replicas it is dropped, since
+    its single image would leave one replica empty (NaN BatchNorm statistics and relativistic means)."""
     parser = argparse.ArgumentParser(prog="llie train enlightengan")
     TRAIN_COMMAND.add_arguments(parser)
-    args = parser.parse_args([
-        "--low", str(tmp_path / "low"), "--normal", str(tmp_path / "normal"),
-        "--vgg-weights", str(reference_path("enlightengan", "losses.npz")),
-        "--epochs", "1", "--lr", "2e-4", "--batch-size", "2", "--patch-size", "36", "--run-dir", str(tmp_path / "run"),
-        "--verbose", "0"])
-    model = TRAIN_COMMAND.run(args)
-    history = model.history.history
-    assert TRACKED <= set(history) and all(np.isfinite(history[key]).all() for key in TRACKED)
-    assert history["lr"] == [pytest.approx(2e-4)]  # the schedule callback is wired (decay: unit test above)
-    assert float(model.g_optimizer.learning_rate) == float(model.d_optimizer.learning_rate) == pytest.approx(2e-4)
-    enhancer = build_enhancer(weights=tmp_path / "run" / "final.weights.h5")
-    images = np.random.default_rng(2).uniform(0, 1, (1, 32, 48, 3)).astype(np.float32)
-    np.testing.assert_allclose(enhancer(images), model(images), atol=1e-6)
+    args = parser.parse_args([*_unpaired_folders(tmp_path, lows=3, normals=3), "--batch-size", "2",
+                              "--patch-size", "32", "--vgg-weights", "unused"])
+    assert [int(low.shape[0]) for low, _ in training_dataset(args, replicas=1)] == [2, 1]
+    dataset = training_dataset(args, replicas=two_cpu_strategy.num_replicas_in_sync)
+    assert [int(low.shape[0]) for low, _ in dataset] == [2]
+    with two_cpu_strategy.scope():
+        model = _tiny_gan(darken_probability=0.0)
+        model.compile(g_optimizer=keras.optimizers.SGD(0.01), d_optimizer=keras.optimizers.SGD(0.01))
+    history = model.fit(dataset, epochs=1, verbose=0).history
+    assert all(np.isfinite(history[key]).all() for key in TRACKED), history
+    assert all(np.isfinite(variable.numpy()).all() for variable in model.generator.non_trainable_variables)
+    too_small = parser.parse_args([*_unpaired_folders(tmp_path), "--batch-size", "1", "--vgg-weights", "unused"])
+    with pytest.raises(DatasetLayoutError, match="smaller than the 2 replicas"):
+        training_dataset(too_small, replicas=2)
+
+
+def test_reflect_pad_of_statically_zero_amounts_adds_no_op():
+    """Training crops (multiples of 16) need no padding: no MirrorPad, which rejects any 0-sized dimension."""
+    empty = tf.zeros((0, 32, 32, 3))
+    assert padding_amounts(empty) == (0, 0, 0, 0) and reflect_pad(empty, (0, 0, 0, 0)) is empty
+    with pytest.raises(tf.errors.InvalidArgumentError, match="paddings must be less than the dimension size"):
+        reflect_pad(empty, (0, 0, 1, 1))

@@ -109,6 +109,20 @@ def _replace(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
+def ship_license_notice(notice: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """Copies the licence file `notice` beside `output` (a weights file, .tflite or SavedModel folder), written
+    atomically, for weights whose licence must travel with anything made from them. Returns the copy."""
+    notice = Path(notice)
+    target = Path(output).parent / notice.name
+    tmp = _sibling(target)
+    try:
+        shutil.copyfile(notice, tmp)
+        _replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 # === SavedModel ===
 
 
@@ -322,4 +336,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"llie export: wrote {args.model} {fmt} to {output}")
     for line in lines:
         print(f"  signature {line}")
+    notice = getattr(enhancer, "license_notice", None)  # weights whose licence must travel with them
+    if notice is not None:
+        print(f"  licence of the weights: {ship_license_notice(notice, output)}")
     return 0
