@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bench.timing import achieved, measure, psnr_db
+from bench.timing import Timing, achieved, measure_interleaved, psnr_db
 
 TFLITE_QUANTIZE = {"tflite-fp32": "none", "tflite-fp16": "float16", "tflite-int8": "int8"}
 PRECISION = {"eager": "fp32", "function": "fp32", "xla": "fp32", "savedmodel": "fp32", "tflite-fp32": "fp32",
@@ -244,36 +244,61 @@ def time_case(case: Case, cache: EngineCache, paths: Sequence[str], rates: dict[
 
     `target(size_text, label, path)` gives the row's target, or None.
     """
-    size_text = case.size_text
-    rows = []
+    return time_cases([(case, cache)], paths, rates, args, target)
+
+
+def time_cases(pairs: Sequence[tuple[Case, EngineCache]], paths: Sequence[str], rates: dict[str, float],
+               args: argparse.Namespace,
+               target: Callable[[str, str, str], Target | None] = lambda *_: None) -> list[list]:
+    """`time_case` for several (case, cache) pairs, e.g. variants of one model at one size: for each path, the
+    pairs' engines are timed interleaved (one call of each in turn, see `bench.timing.measure_interleaved`), so
+    their ratio holds even while the machine's load drifts (a failure, e.g. out of memory, marks that path of
+    every pair). Rows come grouped by pair, in `paths` order."""
+    rows: dict[tuple[int, str], list] = {}
     for path in paths:
-        if path not in cache:
-            continue
-        engine = cache.get(path)
-        if isinstance(engine, str):
-            rows.append([size_text, case.label, path, PRECISION.get(path, "?"), "n/a", None, None, None, None,
-                         None, _target_text(target(size_text, case.label, path)), None, engine])
-            continue
-        inputs = case.arrays if engine.numpy_inputs else case.inputs
+        runs = {}
+        for index, (case, cache) in enumerate(pairs):
+            if path not in cache:
+                continue
+            engine = cache.get(path)
+            if isinstance(engine, str):
+                rows[index, path] = _failed_row(case, path, PRECISION.get(path, "?"), engine, target)
+                continue
+            inputs = case.arrays if engine.numpy_inputs else case.inputs
+            runs[index] = (engine, inputs)
         try:
-            timing = measure(lambda: engine.run(*inputs), warmup=args.warmup, repeats=args.repeats)
-            output = as_array(engine.run(*inputs))
+            timings = measure_interleaved({index: (lambda e=engine, x=inputs: e.run(*x))
+                                           for index, (engine, inputs) in runs.items()},
+                                          warmup=args.warmup, repeats=args.repeats)
+            outputs = {index: as_array(engine.run(*inputs)) for index, (engine, inputs) in runs.items()}
         except Exception as err:  # noqa: BLE001 — e.g. out of memory at a large size: report, go on
-            rows.append([size_text, case.label, path, engine.precision, "n/a", None, None, None, None, None,
-                         _target_text(target(size_text, case.label, path)), None, one_line(err)])
+            for index, (engine, _) in runs.items():
+                rows[index, path] = _failed_row(pairs[index][0], path, engine.precision, one_line(err), target)
             continue
-        psnr = psnr_db(case.reference, output) if path != "eager" else None
-        gflops, percent = achieved(case.flops, timing.median_ms, rates.get(engine.rate))
-        row_target = target(size_text, case.label, path)
-        notes = [engine.note] if engine.note else []
-        if engine.rate != "fp32":
-            notes.append(f"% of {engine.rate} matmul")
-        rows.append([size_text, case.label, path, engine.precision, timing.median_ms, timing.first_ms / 1000.0,
-                     None if case.flops is None else case.flops / 1e9, gflops, percent, psnr,
-                     _target_text(row_target),
-                     None if row_target is None else ("yes" if row_target.met(timing.median_ms, psnr) else "NO"),
-                     "; ".join(notes) or None])
-    return rows
+        for index, (engine, _) in runs.items():
+            rows[index, path] = _timed_row(pairs[index][0], path, engine, timings[index], outputs[index], rates,
+                                           target)
+    return [rows[key] for key in sorted(rows, key=lambda key: (key[0], list(paths).index(key[1])))]
+
+
+def _failed_row(case: Case, path: str, precision: str, reason: str,
+                target: Callable[[str, str, str], Target | None]) -> list:
+    return [case.size_text, case.label, path, precision, "n/a", None, None, None, None, None,
+            _target_text(target(case.size_text, case.label, path)), None, reason]
+
+
+def _timed_row(case: Case, path: str, engine: Engine, timing: Timing, output: np.ndarray,
+               rates: dict[str, float], target: Callable[[str, str, str], Target | None]) -> list:
+    psnr = psnr_db(case.reference, output) if path != "eager" else None
+    gflops, percent = achieved(case.flops, timing.median_ms, rates.get(engine.rate))
+    row_target = target(case.size_text, case.label, path)
+    notes = [engine.note] if engine.note else []
+    if engine.rate != "fp32":
+        notes.append(f"% of {engine.rate} matmul")
+    return [case.size_text, case.label, path, engine.precision, timing.median_ms, timing.first_ms / 1000.0,
+            None if case.flops is None else case.flops / 1e9, gflops, percent, psnr, _target_text(row_target),
+            None if row_target is None else ("yes" if row_target.met(timing.median_ms, psnr) else "NO"),
+            "; ".join(notes) or None]
 
 
 def _target_text(target: Target | None) -> str | None:

@@ -56,18 +56,26 @@ class Timing:
 def measure(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 10) -> Timing:
     """Time `fn()`: `max(warmup, 1)` untimed calls (the first one reported separately), then the median of
     `repeats` timed calls, in milliseconds."""
-    first_ms = 0.0
-    for index in range(max(warmup, 1)):
-        start = time.perf_counter()
-        _materialise(fn())
-        if index == 0:
-            first_ms = (time.perf_counter() - start) * 1000.0
-    samples = []
+    return measure_interleaved({0: fn}, warmup=warmup, repeats=repeats)[0]
+
+
+def measure_interleaved(fns: dict, *, warmup: int = 2, repeats: int = 10) -> dict:
+    """`measure` of several functions (key → fn), their timed calls interleaved (each round calls every fn
+    once), so that a change of the machine's load during the run affects them alike. Returns key → Timing."""
+    first_ms = {}
+    for key, fn in fns.items():
+        for index in range(max(warmup, 1)):
+            start = time.perf_counter()
+            _materialise(fn())
+            if index == 0:
+                first_ms[key] = (time.perf_counter() - start) * 1000.0
+    samples: dict = {key: [] for key in fns}
     for _ in range(max(repeats, 1)):
-        start = time.perf_counter()
-        _materialise(fn())
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return Timing(statistics.median(samples), first_ms, len(samples))
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            _materialise(fn())
+            samples[key].append((time.perf_counter() - start) * 1000.0)
+    return {key: Timing(statistics.median(samples[key]), first_ms[key], len(samples[key])) for key in fns}
 
 
 def time_call(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 10) -> float:

@@ -10,6 +10,7 @@ import keras
 import pytest
 
 from bench import bench_enlightengan, bench_kind, bench_sci
+from bench.timing import measure_interleaved
 
 TINY = ["--size", "32x48", "--repeats", "1", "--warmup", "1", "--matmul-size", "64"]
 
@@ -81,6 +82,15 @@ def test_bench_sci_compiled_and_quantized_rows(capsys):
     assert 45.0 <= float(rows["SCI fused", "tflite-fp16"]["PSNR vs fp32 dB"]) < 200.0
     assert 20.0 <= float(rows["SCI fused", "tflite-int8"]["PSNR vs fp32 dB"]) < 60.0
     assert "SCI fused vs unfused" not in out  # one variant: no ratios
+
+
+def test_variants_are_timed_interleaved():
+    calls = []
+    timings = measure_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                                  warmup=2, repeats=3)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-up per function, then one call of each in turn
+    assert {key: t.samples for key, t in timings.items()} == {"a": 3, "b": 3}
+    assert all(t.median_ms >= 0 and t.first_ms >= 0 for t in timings.values())
 
 
 def test_bench_kind_prints_pipeline_and_network_rows(capsys):
