@@ -3,13 +3,16 @@
 The official repository ships `checkpoint/decom_net_train/` and `checkpoint/illumination_adjust_net_train/`;
 the Restoration-Net weights are distributed separately (`Restoration_net_train/`). None carries a licence, so
 this project never ships them or weights derived from them: users convert their own copy with
-`llie convert kind --checkpoint-dir checkpoint/ --out kind.weights.h5`.
+`llie convert kind --checkpoint-dir checkpoint/ --out kind.weights.h5`. Any network may instead come from a
+Keras `.weights.h5` of it alone (a trained stage), and `--allow-partial` converts a subset into a file marked
+with what it lacks (`missing_networks`), which the enhancer refuses and `--decom-weights` accepts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +23,16 @@ from kind_tf.pipeline import KinD
 from train.callbacks import save_weights_atomically
 from train.errors import WeightsMismatchError
 
+# The reference fixtures' synthetic Restoration-Net (formula weights for parity tests, not trained).
+SYNTHETIC_RESTORATION = "Restoration_net_train_synthetic"
 # Sub-folder names of the official `checkpoint/` folder, per network (first existing one wins).
 CHECKPOINT_FOLDERS = {
     "decom": ("decom_net_train",),
-    "restoration": ("Restoration_net_train", "Restoration_net_train_synthetic"),
+    "restoration": ("Restoration_net_train", SYNTHETIC_RESTORATION),
     "adjust": ("illumination_adjust_net_train",),
 }
+# HDF5 root attribute of a `.weights.h5` from `llie convert kind --allow-partial`: the networks not converted.
+MISSING_ATTRIBUTE = "llie_kind_missing_networks"
 # Optimizer slots a training Saver may have written next to the variables; they are not weights.
 _SLOT_SUFFIXES = ("/Adam", "/Adam_1", "/Momentum", "/RMSProp", "/RMSProp_1")
 
@@ -78,6 +85,20 @@ def load_tf1_checkpoint(network: TF1Network, path: str | os.PathLike) -> None:
         variable.assign(values[name].astype(np.float32))
 
 
+def load_network(network: TF1Network, path: str | os.PathLike) -> None:
+    """Loads a built network from a TF1 checkpoint (folder or prefix) or from a Keras `.weights.h5` of that network
+    alone (e.g. `llie train kind-restoration`'s final.weights.h5); `WeightsMismatchError` naming the file."""
+    if not str(path).endswith(".weights.h5"):
+        load_tf1_checkpoint(network, path)
+        return
+    if not Path(path).is_file():
+        raise WeightsMismatchError(f"{path}: no such weights file")
+    try:
+        network.load_weights(str(path))
+    except (ValueError, OSError, KeyError) as err:
+        raise WeightsMismatchError(f"{path}: not {network.TF1_SCOPE} weights ({err})") from err
+
+
 def convert_checkpoints(
     decom_dir: str | os.PathLike | None = None,
     restoration_dir: str | os.PathLike | None = None,
@@ -85,13 +106,13 @@ def convert_checkpoints(
     *,
     mode: str = "evaluate",
 ) -> KinD:
-    """A built `KinD` whose given networks are loaded from their TF1 checkpoints (the others keep fresh weights)."""
+    """A built `KinD` whose given networks are loaded (`load_network`; the others keep fresh weights)."""
     kind = KinD(mode=mode)
     kind.build()
     for network, path in ((kind.decom_net, decom_dir), (kind.restoration_net, restoration_dir),
                           (kind.adjust_net, adjust_dir)):
         if path is not None:
-            load_tf1_checkpoint(network, path)
+            load_network(network, path)
     return kind
 
 
@@ -106,6 +127,35 @@ def checkpoint_folders(checkpoint_dir: str | os.PathLike) -> dict[str, Path | No
     return found
 
 
+def checkpoint_sources(
+    checkpoint_dir: str | os.PathLike | None = None,
+    *,
+    decom: str | os.PathLike | None = None,
+    restoration: str | os.PathLike | None = None,
+    adjust: str | os.PathLike | None = None,
+) -> dict[str, Path | None]:
+    """Per network, where it loads from: its own argument, else its sub-folder of the official `checkpoint/`
+    folder `checkpoint_dir`, else None (missing)."""
+    folders = checkpoint_folders(checkpoint_dir) if checkpoint_dir else dict.fromkeys(CHECKPOINT_FOLDERS)
+    overrides = {"decom": decom, "restoration": restoration, "adjust": adjust}
+    return {net: Path(overrides[net]) if overrides[net] else folder for net, folder in folders.items()}
+
+
+def missing_sources_message(sources: dict[str, Path | None], checkpoint_dir: str | os.PathLike | None) -> str:
+    """'no checkpoint for restoration in DIR; expected sub-folder Restoration_net_train' ('' when none is)."""
+    missing = [net for net, source in sources.items() if source is None]
+    if not missing:
+        return ""
+    where = f"in {checkpoint_dir}" if checkpoint_dir else "(give a checkpoint folder or per-net folders)"
+    return (f"no checkpoint for {', '.join(missing)} {where}; expected sub-folder(s) "
+            f"{', '.join(CHECKPOINT_FOLDERS[net][0] for net in missing)}")
+
+
+def is_synthetic(source: Path | None) -> bool:
+    """Whether `source` is the reference fixtures' synthetic Restoration-Net (formula weights, not trained)."""
+    return source is not None and source.name == SYNTHETIC_RESTORATION
+
+
 def convert_all(
     checkpoint_dir: str | os.PathLike | None = None,
     *,
@@ -114,19 +164,29 @@ def convert_all(
     adjust: str | os.PathLike | None = None,
     mode: str = "evaluate",
 ) -> KinD:
-    """All three networks from the official `checkpoint/` folder and/or per-net folders (these win).
+    """All three networks from the official `checkpoint/` folder and/or per-net sources (these win).
 
     Raises `WeightsMismatchError` naming the networks whose checkpoint is missing.
     """
-    folders = checkpoint_folders(checkpoint_dir) if checkpoint_dir else dict.fromkeys(CHECKPOINT_FOLDERS)
-    for net, override in (("decom", decom), ("restoration", restoration), ("adjust", adjust)):
-        folders[net] = override or folders[net]
-    missing = [net for net, folder in folders.items() if folder is None]
-    if missing:
-        where = f"in {checkpoint_dir}" if checkpoint_dir else "(give a checkpoint folder or per-net folders)"
-        raise WeightsMismatchError(f"no checkpoint for {', '.join(missing)} {where}; "
-                                   f"expected sub-folders {', '.join(CHECKPOINT_FOLDERS[n][0] for n in missing)}")
-    return convert_checkpoints(folders["decom"], folders["restoration"], folders["adjust"], mode=mode)
+    sources = checkpoint_sources(checkpoint_dir, decom=decom, restoration=restoration, adjust=adjust)
+    problem = missing_sources_message(sources, checkpoint_dir)
+    if problem:
+        raise WeightsMismatchError(problem)
+    return convert_checkpoints(sources["decom"], sources["restoration"], sources["adjust"], mode=mode)
+
+
+def missing_networks(path: str | os.PathLike) -> tuple[str, ...]:
+    """The networks a KinD `.weights.h5` lacks (written by `llie convert kind --allow-partial`); () if complete
+    or not such a file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            value = handle.attrs.get(MISSING_ATTRIBUTE, "")
+    except OSError:
+        return ()
+    value = value.decode() if isinstance(value, bytes) else str(value)
+    return tuple(value.split(",")) if value else ()
 
 
 # === CLI (`llie convert kind`) ===
@@ -142,16 +202,49 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `llie convert kind`."""
     parser.add_argument("--checkpoint-dir", help="the official checkpoint/ folder holding decom_net_train/, "
                         "Restoration_net_train/ (or Restoration_net_train_synthetic/), illumination_adjust_net_train/")
-    parser.add_argument("--decom", help="DecomNet checkpoint folder (overrides --checkpoint-dir)")
-    parser.add_argument("--restoration", help="Restoration-Net checkpoint folder (overrides --checkpoint-dir)")
-    parser.add_argument("--adjust", help="Illumination-adjust-net checkpoint folder (overrides --checkpoint-dir)")
+    source = ("checkpoint folder, or a .weights.h5 of this network alone (e.g. llie train {}'s final.weights.h5); "
+              "overrides --checkpoint-dir")
+    parser.add_argument("--decom", help=f"DecomNet {source.format('kind-decom')}")
+    parser.add_argument("--restoration", help=f"Restoration-Net {source.format('kind-restoration')}")
+    parser.add_argument("--adjust", help=f"Illumination-adjust-net {source.format('kind-adjust')}")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="convert the networks that are present and mark the others missing in the file (the "
+                             "official repository ships only decom and adjust): usable as --decom-weights of "
+                             "llie train kind-restoration/kind-adjust, refused as an enhancer")
     parser.add_argument("--out", required=True, type=_weights_h5_path,
-                        help="destination .weights.h5 (all three networks)")
+                        help="destination .weights.h5 (the KinD enhancer's three networks)")
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    """Converts all three networks and saves one `.weights.h5` for `build_enhancer(weights=...)`."""
-    kind = convert_all(args.checkpoint_dir, decom=args.decom, restoration=args.restoration, adjust=args.adjust)
-    out = save_weights_atomically(kind, args.out)
+    """Converts the networks and saves one KinD `.weights.h5` for `build_enhancer(weights=...)`, saying where
+    each network came from (a warning for the synthetic Restoration-Net, a note for missing ones)."""
+    sources = checkpoint_sources(args.checkpoint_dir, decom=args.decom, restoration=args.restoration,
+                                 adjust=args.adjust)
+    problem = missing_sources_message(sources, args.checkpoint_dir)
+    if problem and not args.allow_partial:
+        raise WeightsMismatchError(f"{problem} (--allow-partial converts the others)")
+    missing = [net for net, source in sources.items() if source is None]
+    if len(missing) == len(sources):
+        raise WeightsMismatchError("no network to convert: give --checkpoint-dir or --decom/--restoration/--adjust")
+    kind = convert_checkpoints(sources["decom"], sources["restoration"], sources["adjust"])
+    for net, source in sources.items():
+        print(f"{net}: {f'loaded {source}' if source else 'MISSING (not converted: random initialisation)'}")
+    if is_synthetic(sources["restoration"]):
+        print(f"llie convert kind: warning: the restoration net comes from {sources['restoration']}, the SYNTHETIC "
+              "parity-test weights (a formula, not trained): enhanced images will look wrong", file=sys.stderr)
+
+    def save(model: KinD, path: str) -> None:
+        model.save_weights(path)
+        if missing:
+            import h5py
+
+            with h5py.File(path, "a") as handle:
+                handle.attrs[MISSING_ATTRIBUTE] = ",".join(missing)
+
+    out = save_weights_atomically(kind, args.out, save_fn=save)
     print(f"wrote {out}")
+    if missing:
+        print(f"llie convert kind: note: {out} lacks {', '.join(missing)}; it serves as --decom-weights of llie "
+              "train kind-restoration / kind-adjust, not as an enhancer (convert again with the missing "
+              "checkpoints, or a trained network via --restoration etc.)", file=sys.stderr)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kind_tf.convert import add_convert_arguments, convert_all, run_convert
+from kind_tf.convert import add_convert_arguments, convert_all, missing_networks, run_convert
 from kind_tf.pipeline import DEFAULT_RATIO, KinD, normalize_for_tiling
 from kind_tf.train_commands import TRAIN_COMMANDS
 from train.errors import NotAvailableError, WeightsMismatchError
@@ -29,6 +29,11 @@ def build_enhancer(preset: str | None = None, weights: str | os.PathLike | None 
         return convert_all(path, mode=mode)
     if not path.is_file():
         raise WeightsMismatchError(f"{path}: no such weights file. {_CONVERT_HINT}")
+    missing = missing_networks(path)
+    if missing:
+        raise WeightsMismatchError(f"{path}: converted with --allow-partial, it lacks {', '.join(missing)}, so it "
+                                   "cannot enhance; convert again with every network (e.g. --restoration "
+                                   "<Restoration_net_train/ or a trained final.weights.h5>)")
     kind = KinD(mode=mode)
     kind.build()
     try:

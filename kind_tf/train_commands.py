@@ -10,11 +10,13 @@ all with TF1 Adam (β 0.9/0.999, ε 1e-8).
 
 As there: an epoch is len(pairs) // batch steps (`numBatch`); every image is min-max stretched as a whole when
 loaded (`load_images`; `--no-normalize` skips it), then one random crop per sample with one of the 8
-flips/rotations shared by the pair. Stages 2 and 3 use a frozen DecomNet (`--decom-weights`).
+flips/rotations shared by the pair. Stages 2 and 3 use a frozen DecomNet (`--decom-weights`) and, as the scripts,
+crop and transform the maps of the WHOLE image's decomposition (`kind_tf.context`: windows with DecomNet context,
+exact, instead of the scripts' decompose-everything-first).
 Differences, named: the restoration / adjust scripts hold out the last pairs of our485 for their own eval
 ([0:466] / [0:450] train) — here every pair of the train split trains; the adjust script draws its flip mode
 with np.random.randint(0, 7), never using mode 7, and walks the data unshuffled — here all 8 modes and a shuffled
-order; see kind_tf.trainers for the frozen DecomNet running on crops.
+order.
 `llie train kind` runs the three in order into <run-dir>/{decom,restoration,adjust}/ and writes the combined
 enhancer weights <run-dir>/kind.weights.h5 for `llie enhance --model kind --weights ...`.
 """
@@ -31,7 +33,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from kind_tf.convert import CHECKPOINT_FOLDERS, load_tf1_checkpoint
+from kind_tf.context import context_crops
+from kind_tf.convert import CHECKPOINT_FOLDERS, load_tf1_checkpoint, missing_networks
 from kind_tf.layers import min_max_normalize
 from kind_tf.networks import DecomNet
 from kind_tf.pipeline import DEFAULT_RATIO, KinD
@@ -84,6 +87,8 @@ def load_decom_weights(decom_net: DecomNet, path: str | Path) -> None:
         return
     except (ValueError, OSError):
         pass  # not a DecomNet file: maybe a whole KinD
+    if "decom" in missing_networks(path):
+        raise WeightsMismatchError(f"{path}: converted with --allow-partial without the DecomNet")
     kind = KinD()
     kind.build()
     try:
@@ -162,13 +167,15 @@ class Stage:
     network: str  # the trainer attribute saved as <run-dir>/final.weights.h5
     render: Callable[[argparse.Namespace], Callable]
     callbacks: Callable[[argparse.Namespace], list] = lambda _args: []
+    # Samples are `kind_tf.context.ContextCrops` for the frozen DecomNet (stages 2, 3), else (low, high) patches.
+    context: bool = False
 
 
 STAGES = (
     Stage("decom", 2000, 10, 48, 1e-4, 200, _build_decom, "decom_net", _render_decom),
     Stage("restoration", 1000, 4, 384, 1e-4, 50, _build_restoration, "restoration_net", _render_restoration,
-          _restoration_callbacks),
-    Stage("adjust", 2000, 10, 48, 1e-4, 200, _build_adjust, "adjust_net", _render_adjust),
+          _restoration_callbacks, context=True),
+    Stage("adjust", 2000, 10, 48, 1e-4, 200, _build_adjust, "adjust_net", _render_adjust, context=True),
 )
 
 
@@ -179,7 +186,7 @@ def run_stage(args: argparse.Namespace, stage: Stage) -> StageTrainer:
     args = argparse.Namespace(**{**vars(args), "steps_per_epoch": steps})
     prepare = stretch_whole_image if args.normalize else None
     dataset = paired_dataset(args.data, patch_size=args.patch_size, batch_size=args.batch_size, seed=args.seed,
-                             prepare=prepare)
+                             prepare=prepare, augmentation=context_crops(args.patch_size) if stage.context else None)
     sample = tf.constant(read_image(pairs[0][0]))
     sample = (prepare(sample) if prepare else sample)[None]
 

@@ -10,9 +10,10 @@ distribution strategy each replica's loss is divided by the replica count, so th
 of the mean over replicas; the reported metrics stay unscaled. Quirk kept: the KinD gradient terms min-max
 normalise over the whole (local) batch, so a replica's loss is that of the original run on its shard.
 
-Known difference (named, not reproducible with a patch pipeline): the stage 2/3 scripts decompose each WHOLE
-image once and then crop the maps; here the frozen DecomNet runs on the crops, so pixels within its receptive
-field (about a dozen pixels) of a crop border see zero padding instead of the neighbouring image.
+Stages 2 and 3 train on `kind_tf.context.ContextCrops` batches as the scripts do: the frozen DecomNet's maps
+of each WHOLE image, cropped, then augmented (`decompose_patches`: windows with DecomNet context, exact). Plain
+(low, high) patch batches are accepted too; their maps are those of the bare patches (zero padding at the patch
+border instead of the neighbouring image, within DecomNet's 12-px receptive radius).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from kind_tf.context import ContextCrops, decompose_patches
 from kind_tf.networks import DecomNet, IlluminationAdjustNet, RestorationNet
 from kind_tf.pipeline import DEFAULT_RATIO
 from losses_tf.kind import DECOMPOSITION_WEIGHTS, adjust_loss, decomposition_loss, restoration_loss
@@ -106,6 +108,13 @@ class StageTrainer(keras.Model):
         return (ops.stop_gradient(ops.cast(reflectance, "float32")),
                 ops.stop_gradient(ops.cast(illumination, "float32")))
 
+    def decompose_pair(self, data) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(R_low, I_low, R_high, I_high) of a batch: `ContextCrops` → the whole images' maps at the patches,
+        transformed (`kind_tf.context.decompose_patches`); (low, high, ...) patches → their own maps."""
+        if isinstance(data, ContextCrops):
+            return decompose_patches(self.decom_net, data)
+        return (*self.decompose(data[0]), *self.decompose(data[1]))
+
     def loss_terms(self, data, training: bool = False) -> dict[str, tf.Tensor]:
         """The stage's `losses_tf.kind` loss dict (float32 scalars, "total" included) on one (local) batch."""
         raise NotImplementedError
@@ -171,7 +180,8 @@ class DecomTrainer(StageTrainer):
 class RestorationTrainer(StageTrainer):
     """reflectance_restoration_net_train.py: RestorationNet(R_low, I_low) → R_high ** `target_exponent` (1.2),
     loss `losses_tf.kind.restoration_loss` = MSE + (1 − SSIM) + gradient, with a frozen DecomNet.
-    Data: (low, high) (N,H,W,3), H, W ≥ 11. `call(image)` → restored reflectance (N,H,W,3).
+    Data: `ContextCrops` (what `llie train kind-restoration` feeds) or (low, high) (N,H,W,3); patches ≥ 11 px.
+    `call(image)` → restored reflectance (N,H,W,3).
     """
 
     TERMS = {"square": "square_loss", "ssim": "ssim_loss", "grad": "grad_loss"}
@@ -189,14 +199,11 @@ class RestorationTrainer(StageTrainer):
     def call(self, image, training=False):
         return self.restoration_net(list(self.decompose(image)), training=training)
 
-    def target(self, high):
-        """The script's `RR2 ** 1.2`: the high image's decomposed reflectance raised to `target_exponent`."""
-        return ops.power(self.decompose(high)[0], self.target_exponent)
-
     def loss_terms(self, data, training=False):
-        low, high = data[0], data[1]
-        restored = self.restoration_net(list(self.decompose(low)), training=training)
-        return restoration_loss(restored, self.target(high))
+        r_low, i_low, r_high, _ = self.decompose_pair(data)
+        restored = self.restoration_net([r_low, i_low], training=training)
+        # The script's `RR2 ** 1.2`: the high image's reflectance raised to `target_exponent`.
+        return restoration_loss(restored, ops.power(r_high, self.target_exponent))
 
     def get_config(self):
         return {**super().get_config(), "target_exponent": self.target_exponent}
@@ -208,9 +215,10 @@ class AdjustTrainer(StageTrainer):
     (`adjustment_examples`), in either direction; loss `losses_tf.kind.adjust_loss` = MSE + gradient, with a
     frozen DecomNet.
 
-    Data: (low, high) or (low, high, swap) with swap (N,) bool (True: darken high → low). Without `swap`, each
-    image swaps with probability `swap_probability`, drawn statelessly from (seed, step, index in the GLOBAL
-    batch), so a step under any number of replicas draws what one device draws.
+    Data: `ContextCrops` (`llie train kind-adjust`), (low, high) or (low, high, swap) with swap (N,) bool (True:
+    darken high → low). Without `swap`, each image swaps with probability `swap_probability`, drawn statelessly
+    from (seed, step, index in the GLOBAL batch), so a step under any number of replicas draws what one device
+    draws.
     `call(image, ratio=5.0)` → the adjusted illumination (N,H,W,1) of the image's decomposition.
     """
 
@@ -242,9 +250,10 @@ class AdjustTrainer(StageTrainer):
         return draws[replica * local_batch:(replica + 1) * local_batch] < self.swap_probability
 
     def loss_terms(self, data, training=False):
-        low, high = data[0], data[1]
-        swap = data[2] if len(data) > 2 else self.swap_flags(tf.shape(low)[0])
-        input_i, ratio_map, target_i = adjustment_examples(self.decompose(low)[1], self.decompose(high)[1], swap)
+        _, i_low, _, i_high = self.decompose_pair(data)
+        explicit = not isinstance(data, ContextCrops) and len(data) > 2
+        swap = data[2] if explicit else self.swap_flags(tf.shape(i_low)[0])
+        input_i, ratio_map, target_i = adjustment_examples(i_low, i_high, swap)
         return adjust_loss(self.adjust_net([input_i, ratio_map], training=training), target_i)
 
     def get_config(self):

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kind_tf.convert import convert_checkpoints, load_tf1_checkpoint
-from kind_tf.networks import IlluminationAdjustNet
+from kind_tf.convert import convert_all, convert_checkpoints, load_tf1_checkpoint, missing_networks
+from kind_tf.networks import DecomNet, IlluminationAdjustNet
+from kind_tf.pipeline import KinD
+from kind_tf.train_commands import load_decom_weights
 from kind_tf.spec import SPEC
 from tests.reference import reference_path
 from train.cli import main
@@ -121,12 +123,82 @@ def test_cli_names_missing_networks_and_per_net_flags_fill_them(tmp_path, capsys
     assert main(["convert", "kind", "--checkpoint-dir", str(partial), "--out", str(out)]) == 1
     error = capsys.readouterr().err
     assert "restoration, adjust" in error and "Restoration_net_train" in error and not out.exists()
+    assert "--allow-partial converts the others" in error
     assert main(["convert", "kind", "--checkpoint-dir", str(partial), "--out", str(out),
                  "--restoration", str(_official("Restoration_net_train_synthetic")),
                  "--adjust", str(_official("illumination_adjust_net_train"))]) == 0
     assert out.is_file()
     with pytest.raises(SystemExit):
         main(["convert", "kind", "--checkpoint-dir", str(partial), "--out", str(tmp_path / "kind.h5")])
+
+
+@pytest.fixture
+def official_repo_layout(tmp_path):
+    """What the official repository ships: checkpoint/{decom_net_train, illumination_adjust_net_train} only."""
+    root = tmp_path / "checkpoint"
+    root.mkdir()
+    for folder in ("decom_net_train", "illumination_adjust_net_train"):
+        (root / folder).symlink_to(_official(folder), target_is_directory=True)
+    return root
+
+
+def test_allow_partial_converts_the_official_subset_and_marks_the_file(tmp_path, official_repo_layout, capsys):
+    out = tmp_path / "kind_partial.weights.h5"
+    assert main(["convert", "kind", "--checkpoint-dir", str(official_repo_layout), "--out", str(out),
+                 "--allow-partial"]) == 0
+    captured = capsys.readouterr()
+    assert f"decom: loaded {official_repo_layout / 'decom_net_train'}" in captured.out
+    assert f"adjust: loaded {official_repo_layout / 'illumination_adjust_net_train'}" in captured.out
+    assert "restoration: MISSING" in captured.out and f"{out} lacks restoration" in captured.err
+    assert missing_networks(out) == ("restoration",)
+    # The converted networks are the authors' weights; the file refuses to enhance, but serves as --decom-weights.
+    kind = KinD()
+    kind.build()
+    kind.load_weights(str(out))
+    for net, folder in ((kind.decom_net, "decom_net_train"), (kind.adjust_net, "illumination_adjust_net_train")):
+        stored = tf.train.load_checkpoint(str(_official(folder)))
+        for name, variable in net.tf1_variables().items():
+            np.testing.assert_array_equal(variable.numpy(), stored.get_tensor(name), err_msg=name)
+    with pytest.raises(WeightsMismatchError, match="lacks restoration, so it cannot enhance"):
+        SPEC.build_enhancer(weights=str(out))
+    decom = DecomNet()
+    decom(np.zeros((1, 4, 4, 3), np.float32))
+    load_decom_weights(decom, out)
+    for got, want in zip(decom.get_weights(), kind.decom_net.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert main(["convert", "kind", "--out", str(tmp_path / "none.weights.h5"), "--allow-partial"]) == 1
+    assert "no network to convert" in capsys.readouterr().err
+
+
+def test_a_trained_network_file_completes_the_official_subset(tmp_path, official_repo_layout, capsys):
+    """The Restoration-Net the official repo lacks, from a Keras file (here: the synthetic one, saved as
+    `llie train kind-restoration` saves its final.weights.h5), gives the same enhancer as the full folder."""
+    full = convert_all(reference_path("kind", "checkpoints"))
+    restoration = tmp_path / "final.weights.h5"
+    full.restoration_net.save_weights(str(restoration))
+    out = tmp_path / "kind.weights.h5"
+    assert main(["convert", "kind", "--checkpoint-dir", str(official_repo_layout), "--restoration",
+                 str(restoration), "--out", str(out)]) == 0
+    assert f"restoration: loaded {restoration}" in capsys.readouterr().out
+    assert missing_networks(out) == ()
+    image = np.random.default_rng(1).random((1, 20, 28, 3), np.float32) * 0.25
+    np.testing.assert_array_equal(SPEC.build_enhancer(weights=str(out))(image).numpy(), full(image).numpy())
+    adjust = IlluminationAdjustNet()
+    adjust([np.zeros((1, 4, 4, 1), np.float32)] * 2)
+    adjust.save_weights(str(tmp_path / "adjust.weights.h5"))
+    with pytest.raises(WeightsMismatchError, match="adjust.weights.h5: not Restoration_net weights"):
+        convert_checkpoints(restoration_dir=tmp_path / "adjust.weights.h5")
+
+
+def test_synthetic_restoration_folder_is_named_and_warned_about(tmp_path, capsys):
+    checkpoints = reference_path("kind", "checkpoints")
+    assert main(["convert", "kind", "--checkpoint-dir", str(checkpoints), "--out",
+                 str(tmp_path / "kind.weights.h5")]) == 0
+    captured = capsys.readouterr()
+    for folder in FOLDERS:
+        assert f"loaded {checkpoints / folder}" in captured.out
+    warnings = [line for line in captured.err.splitlines() if line.startswith("llie convert kind: warning: ")]
+    assert len(warnings) == 1 and "SYNTHETIC" in warnings[0] and "Restoration_net_train_synthetic" in warnings[0]
 
 
 def test_enhancer_needs_user_converted_weights(tmp_path):

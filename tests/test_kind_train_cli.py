@@ -8,13 +8,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from kind_tf import train_commands
 from kind_tf.networks import DecomNet
 from kind_tf.pipeline import KinD
-from kind_tf.train_commands import (assemble_kind, load_decom_weights, restoration_learning_rate,
-                                    stretch_whole_image)
+from kind_tf.train_commands import STAGES as TRAIN_STAGES
+from kind_tf.train_commands import assemble_kind, load_decom_weights, restoration_learning_rate, stretch_whole_image
 from tests.reference import reference_path
 from train import registry
-from train.cli import main
+from train.cli import build_parser, main
 from train.data import paired_dataset
 from train.errors import WeightsMismatchError
 from train.fit import FINAL_WEIGHTS
@@ -67,6 +68,52 @@ def test_restoration_learning_rate_follows_the_script():
     got = [restoration_learning_rate(epoch, 1e-4) for epoch in (0, 800, 801, 1250, 1251, 1500, 1501)]
     np.testing.assert_allclose(got, [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5, 1e-5])
     assert restoration_learning_rate(5, 1.0, (2, 3, 4), (3.0, 5.0, 7.0)) == 1.0 / 7.0
+
+
+# The original scripts' values (github.com/zhangyhuaee/KinD): batch_size, patch_size, epoch, learning_rate and
+# eval_every_epoch at the top of each; reflectance_restoration_net_train.py's lr_schedule(epoch) returns lr while
+# epoch <= 800, lr/2 while <= 1250, lr/4 while <= 1500, then lr/10; adjustment_net_train.py swaps low/high when
+# np.random.randint(0, 2) == 0; all use tf.train.AdamOptimizer (ε 1e-8).
+ORIGINAL_DEFAULTS = {
+    "decom": {"epochs": 2000, "batch_size": 10, "patch_size": 48, "lr": 1e-4, "sample_every": 200},
+    "restoration": {"epochs": 1000, "batch_size": 4, "patch_size": 384, "lr": 1e-4, "sample_every": 50,
+                    "lr_milestones": (800, 1250, 1500), "lr_divisors": (2.0, 4.0, 10.0), "target_exponent": 1.2},
+    "adjust": {"epochs": 2000, "batch_size": 10, "patch_size": 48, "lr": 1e-4, "sample_every": 200,
+               "swap_probability": 0.5},
+}
+
+
+def _flags(args, stage: str) -> dict:
+    """The values of the flags in ORIGINAL_DEFAULTS[stage] (lists as tuples)."""
+    return {flag: tuple(getattr(args, flag)) if isinstance(getattr(args, flag), list) else getattr(args, flag)
+            for flag in ORIGINAL_DEFAULTS[stage]}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_commands_default_to_the_original_scripts(stage, tmp_path):
+    argv = ["train", f"kind-{stage}", "--data", str(tmp_path), "--run-dir", str(tmp_path / stage)]
+    if stage != "decom":
+        argv += ["--decom-weights", str(reference_path("kind", "checkpoints"))]
+    args = build_parser().parse_args(argv)
+    assert _flags(args, stage) == ORIGINAL_DEFAULTS[stage]
+    trainer = next(s for s in TRAIN_STAGES if s.name == stage).build(args)
+    assert trainer.optimizer.epsilon == 1e-8 and float(trainer.optimizer.learning_rate) == pytest.approx(1e-4)
+    assert (trainer.optimizer.beta_1, trainer.optimizer.beta_2) == (0.9, 0.999)
+    if stage == "adjust":
+        assert trainer.swap_probability == 0.5
+
+
+def test_kind_command_runs_each_stage_with_its_original_defaults(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(train_commands, "run_stage", lambda args, stage: seen.setdefault(stage.name, args))
+    monkeypatch.setattr(train_commands, "assemble_kind", lambda *paths: KinD())
+    monkeypatch.setattr(train_commands, "save_weights_atomically", lambda model, path: path)
+    args = build_parser().parse_args(["train", "kind", "--data", str(tmp_path), "--run-dir", str(tmp_path)])
+    train_commands.run_kind(args)
+    assert list(seen) == list(STAGES)
+    for stage, args in seen.items():
+        assert _flags(args, stage) == ORIGINAL_DEFAULTS[stage]
+    assert seen["restoration"].decom_weights == str(tmp_path / "decom" / FINAL_WEIGHTS)
 
 
 def test_whole_images_are_stretched_before_the_crop(lol):

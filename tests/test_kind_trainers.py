@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kind_tf.context import ContextCrops, context_crop
 from kind_tf.networks import build_networks
 from kind_tf.trainers import (AdjustTrainer, DecomTrainer, RestorationTrainer, StageTrainer, adjustment_examples,
                               original_optimizer)
 from losses_tf.kind import adjust_loss, decomposition_loss, restoration_loss
+from train.augment import dihedral
 
 SIZE = 24
 RTOL = 1e-5
@@ -24,6 +26,39 @@ def batch():
                      for k in range(2)]).astype(np.float32)
     low = np.clip(0.2 * high**1.5 + rng.normal(0, 0.01, high.shape), 0, 1).astype(np.float32)
     return tf.constant(low), tf.constant(high)
+
+
+@pytest.fixture(scope="module")
+def whole_pair():
+    """Two (low, high) whole-image pairs (40, 48, 3), like `batch` but larger than a context window."""
+    y, x = np.mgrid[0:40, 0:48] / SIZE
+    high = np.stack([np.stack([0.55 + 0.4 * np.sin(3 * x + 2 * k + c) * np.cos(2 * y - c) for c in range(3)], -1)
+                     for k in range(2)]).astype(np.float32)
+    low = np.clip(0.2 * high**1.5 + np.random.default_rng(2).normal(0, 0.01, high.shape), 0, 1).astype(np.float32)
+    return tf.constant(low), tf.constant(high)
+
+
+CONTEXT_PATCH = 12  # ≥ 11, SSIM's window
+CONTEXT_SAMPLES = ((0, 20, 3), (25, 9, 6))  # (top, left, dihedral k) of each image's patch
+
+
+@pytest.fixture(scope="module")
+def crops(whole_pair):
+    """A `ContextCrops` batch of `CONTEXT_SAMPLES`, as `llie train kind-restoration|kind-adjust` feeds."""
+    low, high = whole_pair
+    samples = [context_crop((low[i], high[i]), top, left, k, CONTEXT_PATCH)
+               for i, (top, left, k) in enumerate(CONTEXT_SAMPLES)]
+    return ContextCrops(*(tf.stack(field) for field in zip(*samples)))
+
+
+def _whole_image_maps(decom, whole_pair):
+    """The scripts' maps: each WHOLE image decomposed, then the patch cropped, then transformed."""
+    maps = []
+    for images in whole_pair:
+        reflectance, illumination = decom(images)
+        maps += [reflectance, illumination]
+    return [tf.stack([dihedral(m[i, top:top + CONTEXT_PATCH, left:left + CONTEXT_PATCH], k)
+                      for i, (top, left, k) in enumerate(CONTEXT_SAMPLES)]) for m in maps]
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +146,25 @@ def test_adjust_trainer_step(batch, networks):
                               trained=adjust, frozen=decom)
 
 
+def test_restoration_trainer_on_context_crops_uses_the_whole_image_maps(whole_pair, crops, networks):
+    decom, restoration, _ = _fresh(networks)
+    r_low, i_low, r_high, _ = _whole_image_maps(decom, whole_pair)
+    expected = restoration_loss(restoration([r_low, i_low]), tf.pow(r_high, 1.2))
+    trainer = _compiled(RestorationTrainer(decom, restoration))
+    _check_step_then_learning(trainer, crops, _metrics(expected, RestorationTrainer.TERMS), trained=restoration,
+                              frozen=decom)
+
+
+def test_adjust_trainer_on_context_crops_uses_the_whole_image_maps(whole_pair, crops, networks):
+    decom, _, adjust = _fresh(networks)
+    _, i_low, _, i_high = _whole_image_maps(decom, whole_pair)
+    trainer = _compiled(AdjustTrainer(decom, adjust, seed=_first_seed_with_mixed_flags()))
+    swap = trainer.swap_flags(tf.constant(2))  # what the step draws (step 0)
+    input_i, ratio_map, target_i = adjustment_examples(i_low, i_high, swap)
+    expected = adjust_loss(adjust([input_i, ratio_map]), target_i)
+    _check_step_then_learning(trainer, crops, _metrics(expected, AdjustTrainer.TERMS), trained=adjust, frozen=decom)
+
+
 def test_adjustment_examples_on_a_constructed_pair():
     i_low = np.full((2, 4, 4, 1), 0.2, np.float32)
     i_low[:, 0] = 0.1  # mean(I_low / (I_high + 1e-4)) = (0.1 + 3·0.2) / 4 / 0.8001
@@ -149,12 +203,16 @@ def _first_seed_with_mixed_flags() -> int:
                 if len(set(np.asarray(tf.random.stateless_uniform([2], [seed, 0]) < 0.5))) == 2)
 
 
-@pytest.mark.parametrize("stage", ["decom", "restoration", "adjust"])
-def test_two_replicas_step_equals_mean_of_one_device_shard_steps(stage, batch, networks, two_cpu_strategy):
+@pytest.mark.parametrize("stage, context", [("decom", False), ("restoration", False), ("adjust", False),
+                                            ("restoration", True), ("adjust", True)])
+def test_two_replicas_step_equals_mean_of_one_device_shard_steps(stage, context, batch, crops, networks,
+                                                                 two_cpu_strategy):
     """2 replicas, global batch [a, b] → each replica's loss is the original's on its shard (the gradient terms
-    normalise over the local batch), so the SGD step equals the mean of the one-device steps on [a] and [b]."""
+    normalise over the local batch), so the SGD step equals the mean of the one-device steps on [a] and [b].
+    `context`: the batch is `ContextCrops` (windows decomposed per sample inside the replica step)."""
     seed = _first_seed_with_mixed_flags()
     low, high = batch
+    data = crops if context else (low, high)
 
     def make():
         decom, restoration, adjust = _fresh(networks)
@@ -169,13 +227,18 @@ def test_two_replicas_step_equals_mean_of_one_device_shard_steps(stage, batch, n
     shard_weights, shard_losses = [], []
     for k in range(2):
         single.set_weights(start)
-        shard = (low[k:k + 1], high[k:k + 1]) + ((tf.constant(flags[k:k + 1]),) if stage == "adjust" else ())
+        if context:
+            shard = ContextCrops(*(field[k:k + 1] for field in crops))
+            if stage == "adjust":  # the shard's share of the step's global swap draw, as on its replica
+                single.swap_flags = lambda _local, k=k: tf.constant(flags[k:k + 1])
+        else:
+            shard = (low[k:k + 1], high[k:k + 1]) + ((tf.constant(flags[k:k + 1]),) if stage == "adjust" else ())
         shard_losses.append(float(single.train_step(shard)["loss"]))
         single.loss_tracker.reset_state()
         shard_weights.append(_weights(single))
     with two_cpu_strategy.scope():
         mirrored = make()
-    history = mirrored.fit(tf.data.Dataset.from_tensors((low, high)), epochs=1, steps_per_epoch=1, verbose=0,
+    history = mirrored.fit(tf.data.Dataset.from_tensors(data), epochs=1, steps_per_epoch=1, verbose=0,
                            shuffle=False)
     moved = 0.0
     for got, first, second, before in zip(_weights(mirrored), *shard_weights, start):

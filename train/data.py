@@ -188,6 +188,7 @@ def paired_dataset(
     seed: int = 0,
     skip_bad: bool = False,
     prepare: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    augmentation: Augmentation | None = None,
 ) -> tf.data.Dataset:
     """LOL pairs (see `train.folders.lol_folders` for the layouts) → batches of (low, high).
 
@@ -197,13 +198,15 @@ def paired_dataset(
     ceil(len(find_lol_pairs(root, split)) / batch_size)); `repeat=False`: one epoch, the last batch may be short.
     `prepare`: a function applied to each WHOLE image (H, W, 3) before the crop, e.g. KinD's per-image min-max
     stretch, which its training scripts apply when loading (a per-patch stretch would differ).
+    `augmentation`: replaces the crop and transform above, (whole (low, high), stateless key) → the sample (e.g.
+    `kind_tf.context.context_crops`); images are still at least `patch_size` on each side.
     """
     _check_batching(patch_size, batch_size)
     pairs = check_pairs(find_lol_pairs(root, split, skip_bad=skip_bad), min_size=patch_size, skip_bad=skip_bad)
     log.info("%s (%s split): %d pairs", root, split, len(pairs))
     lows, highs = zip(*pairs)
     return _training_pipeline([lows, highs], epoch_length=len(pairs), choose=lambda index: (index, index),
-                              paired=True, augmentation=_same_crop_and_dihedral(patch_size, augment),
+                              paired=True, augmentation=augmentation or _same_crop_and_dihedral(patch_size, augment),
                               patch_size=patch_size, batch_size=batch_size, shuffle=shuffle, repeat=repeat,
                               seed=seed, skip_bad=skip_bad, prepare=prepare)
 
