@@ -80,7 +80,11 @@ class KinD(keras.Model):
         # The networks run in the dtype policy's compute dtype; every stage is handed on as float32.
         decom_r, decom_i = (ops.cast(stage, "float32") for stage in self.decom_net(x_norm))
         restoration_r = ops.cast(self.restoration_net([decom_r, decom_i]), "float32")
-        adjust_i = ops.cast(self.adjust_net([decom_i, self._ratio_map(decom_i, ratio)]), "float32")
+        # relu(I) == I (I is a sigmoid): a tensor of its own for the adjust net, so TFLite's int8 quantizer can give
+        # it the scale its concat with the ratio map needs, apart from the restoration concat's (both concats must
+        # share one scale across their inputs; one shared I cannot satisfy both).
+        adjust_input = ops.relu(decom_i)
+        adjust_i = ops.cast(self.adjust_net([adjust_input, self._ratio_map(decom_i, ratio)]), "float32")
         stages = {"x_norm": x_norm, "decom_R": decom_r, "decom_I": decom_i, "restoration_r": restoration_r,
                   "adjust_i": adjust_i}
         if self.mode == "lol":
