@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--darken-probability", type=float, default=0.5,
                         help="probability of darkening a low-light input by 2-4x (upstream vary=1; default 0.5)")
     parser.add_argument("--no-augment", dest="augment", action="store_false",
-                        help="no random flips/rotations of the crops")
+                        help="no random flips of the crops (upstream: each image h-flipped independently, then a joint h- and v-flip)")
 
 
 def save_trained_weights(model: keras.Model, path: str) -> None:
