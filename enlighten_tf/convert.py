@@ -63,8 +63,8 @@ def load_vgg16(extractor: keras.Model, path: str | os.PathLike) -> keras.Model:
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `llie convert enlightengan`."""
     parser.add_argument("source", metavar="SRC",
-                        help="upstream generator checkpoint (e.g. 200_net_G_A.pth; needs torch) or an .npz with "
-                             "the same tensor names")
+                        help="upstream generator checkpoint (e.g. 200_net_G_A.pth; read with torch when installed, "
+                             "else with the built-in reader) or an .npz with the same tensor names")
     parser.add_argument("--out", required=True, metavar="DST.weights.h5",
                         help="output weights of the EnlightenGAN enhancer; LICENSE-EnlightenGAN-BSD2.txt is "
                              "written beside it")

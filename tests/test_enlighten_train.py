@@ -183,7 +183,7 @@ def test_mixed_float16_step_uses_loss_scaling():
     # The generator's first fp16 gradients overflow at the initial scale 2^15: those steps are skipped and the
     # scale halved (LossScaleOptimizer), then it trains; the discriminators step every time.
     assert float(model.g_optimizer.dynamic_scale) < initial_scale
-    assert 1 <= int(model.g_optimizer.iterations) < 3 and int(model.d_optimizer.iterations) == 3
+    assert int(model.g_optimizer.iterations) in (1, 2) and int(model.d_optimizer.iterations) == 3
     assert np.abs(model.generator.conv1_1.kernel.numpy() - kernel_before).max() > 0
 
 
