@@ -9,7 +9,6 @@ import re
 
 import keras
 import numpy as np
-import pytest
 from keras import ops
 from PIL import Image
 
@@ -168,8 +167,19 @@ def test_tiling_uses_the_models_grid_and_default_overlap(tmp_path, capsys, monke
     status, _, stderr = run_llie(capsys, "enhance", source, "-o", tmp_path / "o", "--model", "block-test",
                                  "--tile", "5")  # 5 → 4 on the grid: 4 − 2·2 leaves no step
     assert status == 1
-    assert "--tile 5 must exceed twice --tile-overlap (2) by at least 2 px, the pooling grid of 'block-test'" \
-        in error_lines(stderr, "enhance")[0]
+    assert error_lines(stderr, "enhance") == [
+        "llie enhance: error: --tile 5 --tile-overlap 2 (the default of 'block-test'): tile rounded down to a "
+        "multiple of 2 (4) must be ≥ 2·overlap + 2 = 2·2 + 2 = 6"]
+    # The rule is on the rounded tile: 7 → 6 = 2·2 + 2 is accepted.
+    status, _, _ = run_llie(capsys, "enhance", source, "-o", tmp_path / "seven", "--model", "block-test",
+                            "--tile", "7")
+    assert status == 0
+    np.testing.assert_array_equal(_read_uint8(tmp_path / "seven" / "odd.png"), whole)
+    status, _, stderr = run_llie(capsys, "enhance", source, "-o", tmp_path / "o", "--model", "block-test",
+                                 "--tile", "8", "--tile-overlap", "-1")
+    assert status == 1
+    assert error_lines(stderr, "enhance") == ["llie enhance: error: --tile 8 --tile-overlap -1: overlap must be ≥ 0, "
+                                              "got -1"]
 
 
 def test_progress_bar_on_a_terminal_unless_quiet(tmp_path, capsys, monkeypatch, test_models):
@@ -192,7 +202,8 @@ def test_usage_errors_are_one_line(tmp_path, capsys, test_models):
         ("--model", "no-such-model"): "unknown model 'no-such-model' (known: ",
         ("--model", "scale-test", "--preset", "huge"): "has no preset 'huge' (presets: double, triple)",
         ("--model", "plain-test", "--boost", "2"): "model 'plain-test' takes no --boost",
-        ("--model", "scale-test", "--tile", "8"): "--tile 8 must exceed twice --tile-overlap (32)",
+        ("--model", "scale-test", "--tile", "8"): "--tile 8 --tile-overlap 32 (the default of 'scale-test'): "
+                                                  "tile (8) must be ≥ 2·overlap + 1 = 2·32 + 1 = 65",
     }
     for flags, message in cases.items():
         status, stdout, stderr = run_llie(capsys, "enhance", source, "-o", tmp_path / "o", *flags)

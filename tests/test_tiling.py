@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.reference import REPO_ROOT
-from train.tiling import axis_weights, enhance_tiled, tile_spans, tile_starts
+from train.tiling import axis_weights, check_tiling, enhance_tiled, tile_spans
 
 
 @keras.saving.register_keras_serializable(package="tests_tiling")
@@ -106,15 +106,22 @@ def test_geometry_covers_every_pixel_on_the_grid_with_weights_summing_to_one(ali
 
 
 def test_geometry_examples_and_errors():
-    assert tile_starts(100, 32, 4) == [0, 24, 48, 68]
+    assert tile_spans(100, 32, 4) == [(0, 32), (24, 56), (48, 80), (68, 100)]
     assert tile_spans(100, 32, 4, alignment=16) == [(0, 32), (16, 48), (32, 64), (48, 80), (64, 100)]
     # tile 300 → 288; the last tile starts at 784 (1080 − 288 = 792 is off the grid) and is 296 px long
     assert tile_spans(1080, 300, 96, alignment=16) == [(start, start + 288) for start in range(0, 784, 96)] + \
         [(784, 1080)]
-    with pytest.raises(ValueError, match="tile > 2\\*overlap"):
+    with pytest.raises(ValueError, match=r"^tile \(16\) must be ≥ 2·overlap \+ 1 = 2·8 \+ 1 = 17$"):
         enhance_tiled(lambda x: x, _image(40, 40), tile=16, overlap=8)
-    with pytest.raises(ValueError, match="alignment=16"):
-        tile_spans(100, 47, 9, alignment=16)  # 47 → 32: 32 − 2·9 leaves no step of 16
+    # 47 → 32 on the 16-px grid: 32 − 2·9 = 14 leaves no step of 16 (although 47 > 2·9 + 16)
+    rounded = r"^tile rounded down to a multiple of 16 \(32\) must be ≥ 2·overlap \+ 16 = 2·9 \+ 16 = 34$"
+    with pytest.raises(ValueError, match=rounded):
+        tile_spans(100, 47, 9, alignment=16)
+    with pytest.raises(ValueError, match=r"^overlap must be ≥ 0, got -1$"):
+        check_tiling(64, -1, 16)
+    check_tiling(34, 9, 1)  # the boundaries of the rule are accepted
+    check_tiling(48, 16, 16)
+    assert tile_spans(100, 48, 16, alignment=16)[:2] == [(0, 48), (16, 64)]
 
 
 def test_pointwise_enhancer_tiled_equals_whole():
@@ -145,7 +152,7 @@ def test_pooling_model_needs_tiles_on_its_grid():
     assert np.abs(enhance_tiled(model, image, tile=24, overlap=8) - whole).max() > 1e-2
 
 
-def test_tiles_of_different_shapes_are_never_batched_together(conv2):
+def test_tiles_of_two_sizes_per_axis_run_one_at_a_time(conv2):
     shapes = []
 
     def recording(tiles):
@@ -153,22 +160,19 @@ def test_tiles_of_different_shapes_are_never_batched_together(conv2):
         return conv2(tiles).numpy()
 
     image = _image(50, 77, seed=6)
-    one = enhance_tiled(conv2, image, tile=24, overlap=4, alignment=4)
-    batched = enhance_tiled(recording, image, tile=24, overlap=4, alignment=4, batch_size=4)
-    np.testing.assert_allclose(batched, one, atol=1e-6)
-    np.testing.assert_allclose(one, _whole(conv2, image), atol=1e-5)
+    tiled = enhance_tiled(recording, image, tile=24, overlap=4, alignment=4)
+    np.testing.assert_allclose(tiled, _whole(conv2, image), atol=1e-5)
     # rows: 24-px tiles and a last one of 26 (from 24 to 50); columns: 24 and a last one of 25 (52 to 77)
     assert {shape[1:3] for shape in shapes} == {(24, 24), (24, 25), (26, 24), (26, 25)}
-    assert max(shape[0] for shape in shapes) == 4
-    assert sum(shape[0] for shape in shapes) == len(tile_spans(50, 24, 4, 4)) * len(tile_spans(77, 24, 4, 4))
+    assert {shape[0] for shape in shapes} == {1}
+    assert len(shapes) == len(tile_spans(50, 24, 4, 4)) * len(tile_spans(77, 24, 4, 4))
 
 
-def test_too_little_overlap_shows_seams_and_batching_does_not_matter(conv2):
+def test_too_little_overlap_shows_seams(conv2):
     image = _image(50, 77, seed=1)
     whole = _whole(conv2, image)
     assert np.abs(enhance_tiled(conv2, image, tile=24, overlap=1) - whole).max() > 1e-3  # 2r = 4 > 1
-    one = enhance_tiled(conv2, image, tile=24, overlap=4)
-    np.testing.assert_allclose(enhance_tiled(conv2, image, tile=24, overlap=4, batch_size=5), one, atol=1e-6)
+    np.testing.assert_allclose(enhance_tiled(conv2, image, tile=24, overlap=4), whole, atol=1e-5)
 
 
 @pytest.mark.parametrize("tile", [64, 200])
@@ -183,7 +187,8 @@ def test_global_statistics_model_bounded_drift_and_prepare_hook():
     whole = _whole(model, image)
     tiled = enhance_tiled(model, image, tile=48, overlap=8)
     # Each tile uses its own mean: relative drift ≤ the worst tile mean's deviation from the global mean.
-    means = [image[t:t + 48, l:l + 48].mean() for t in tile_starts(96, 48, 8) for l in tile_starts(128, 48, 8)]
+    means = [image[top:bottom, left:right].mean() for top, bottom in tile_spans(96, 48, 8)
+             for left, right in tile_spans(128, 48, 8)]
     bound = max(abs(image.mean() / m - 1.0) for m in means)
     assert 0.0 < bound < 0.03
     assert np.abs(tiled - whole).max() <= bound * whole.max() + 1e-6

@@ -88,19 +88,19 @@ class ModelRunner:
     """A registry model loaded once, applied to one (H, W, 3) float32 [0,1] image at a time.
 
     The enhancer runs as one `tf.function` with relaxed shapes (`reduce_retracing`), so images of many sizes
-    share a few traces. With `tile`, images go through `train.tiling.enhance_tiled` on the spec's
-    `tile_alignment` (and its `prepare_for_tiling`); `tile_overlap` None means the spec's `tile_overlap`.
+    share a few traces. With `tile` (None: whole images), images go through `train.tiling.enhance_tiled` with
+    `tile_overlap` px of context per side, on the spec's `tile_alignment` (and its `prepare_for_tiling`).
     """
 
-    def __init__(self, spec: registry.ModelSpec, enhancer: Any, extras: Mapping[str, float],
-                 tile: int | None = None, tile_overlap: int | None = None):
+    def __init__(self, spec: registry.ModelSpec, enhancer: Any, extras: Mapping[str, float], tile: int | None,
+                 tile_overlap: int):
         import tensorflow as tf
 
         self.spec = spec
         self.enhancer = enhancer
         self.extras = dict(extras)
         self.tile = tile
-        self.tile_overlap = spec.tile_overlap if tile_overlap is None else tile_overlap
+        self.tile_overlap = tile_overlap
         self._graph = tf.function(lambda images, kwargs: enhancer(images, training=False, **kwargs),
                                   reduce_retracing=True)
 
@@ -143,10 +143,8 @@ def load_model(args: argparse.Namespace) -> ModelRunner:
         try:
             check_tiling(args.tile, overlap, spec.tile_alignment)
         except ValueError as err:
-            grid = (f" by at least {spec.tile_alignment} px, the pooling grid of '{spec.name}' that tiles start "
-                    "on" if spec.tile_alignment > 1 else "")
-            raise NotAvailableError(f"--tile {args.tile} must exceed twice --tile-overlap ({overlap}){grid}"
-                                    ) from err
+            default = f" (the default of '{spec.name}')" if args.tile_overlap is None else ""
+            raise NotAvailableError(f"--tile {args.tile} --tile-overlap {overlap}{default}: {err}") from err
     extras = _extras_from_args(spec, args)
     enhancer = spec.build_enhancer(preset=preset, weights=args.weights)
     return ModelRunner(spec, enhancer, extras, args.tile, overlap)

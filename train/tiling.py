@@ -10,7 +10,7 @@ Alignment. A network with k stride-2 poolings computes a function of a pixel's p
 pooling grid): the same content shifted by 8 px gives another output under 4 poolings. Tiles that start on the
 whole image's grid (multiples of `alignment` = the model's `ModelSpec.tile_alignment`, 16 for KinD) see the
 same pooling windows as whole-image inference, so tiling then differs from it only through the missing context
-beyond tile edges. Tiles of different shapes (the last row/column) are never batched together.
+beyond tile edges.
 
 Blending. A tile's weight is 0 within overlap/2 of an edge it shares with a neighbour, then rises linearly over
 the next `overlap` pixels to 1 (a feathered seam centred in the shared band); weights are separable (rows ×
@@ -33,12 +33,17 @@ import numpy as np
 
 
 def check_tiling(tile: int, overlap: int, alignment: int = 1) -> None:
-    """`ValueError` unless the tiles advance: overlap ≥ 0 and tile (rounded down to the alignment) − 2·overlap ≥
-    alignment."""
-    if alignment < 1 or overlap < 0 or tile // alignment * alignment - 2 * overlap < alignment:
-        hint = f" (tiles start on multiples of {alignment})" if alignment > 1 else ""
-        raise ValueError(f"need 0 <= overlap and tile > 2*overlap{' + alignment - 1' if alignment > 1 else ''}"
-                         f", got tile={tile}, overlap={overlap}, alignment={alignment}{hint}")
+    """`ValueError` unless the tiles advance: overlap ≥ 0 and tile (rounded down to a multiple of `alignment`)
+    ≥ 2·overlap + alignment. The message states that rule with the numbers."""
+    if alignment < 1:
+        raise ValueError(f"alignment must be ≥ 1, got {alignment}")
+    if overlap < 0:
+        raise ValueError(f"overlap must be ≥ 0, got {overlap}")
+    size = tile // alignment * alignment
+    if size - 2 * overlap < alignment:
+        rounded = f"tile rounded down to a multiple of {alignment} ({size})" if alignment > 1 else f"tile ({tile})"
+        raise ValueError(f"{rounded} must be ≥ 2·overlap + {alignment} = 2·{overlap} + {alignment} = "
+                         f"{2 * overlap + alignment}")
 
 
 def tile_spans(length: int, tile: int, overlap: int, alignment: int = 1) -> list[tuple[int, int]]:
@@ -53,11 +58,6 @@ def tile_spans(length: int, tile: int, overlap: int, alignment: int = 1) -> list
     step = (size - 2 * overlap) // alignment * alignment
     starts = list(range(0, last, step)) + [last]
     return [(start, start + size) for start in starts[:-1]] + [(last, length)]
-
-
-def tile_starts(length: int, tile: int, overlap: int, alignment: int = 1) -> list[int]:
-    """Start offsets of the tiles along one axis (see `tile_spans`)."""
-    return [start for start, _ in tile_spans(length, tile, overlap, alignment)]
 
 
 def axis_weights(length: int, tile: int, overlap: int, alignment: int = 1) -> list[np.ndarray]:
@@ -81,13 +81,14 @@ def axis_weights(length: int, tile: int, overlap: int, alignment: int = 1) -> li
     return [weight / total[start:end] for (start, end), weight in zip(spans, weights)]
 
 
-def _as_batch_kwargs(kwargs: Mapping[str, Any], batch: int) -> dict[str, Any]:
-    """Per-image scalars (numbers, 0-d or 1-element arrays) → float32 arrays of shape (batch,); others as is."""
+def _as_batch_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-image scalars (numbers, 0-d or 1-element arrays) → float32 arrays of shape (1,), for a batch of one
+    tile; others as is."""
     result = {}
     for name, value in kwargs.items():
         array = np.asarray(value) if isinstance(value, (int, float, np.ndarray, np.generic)) else None
         if array is not None and array.size == 1 and not isinstance(value, bool):
-            result[name] = np.full((batch,), float(array.reshape(())), np.float32)
+            result[name] = np.full((1,), float(array.reshape(())), np.float32)
         else:
             result[name] = value
     return result
@@ -106,7 +107,8 @@ def _graph_call() -> Callable[..., Any]:
 
 
 def _runner(enhancer: Any) -> Callable[..., np.ndarray]:
-    """A Keras enhancer runs as a traced graph (all tiles share a shape); any other callable is used as is."""
+    """A Keras enhancer runs as a traced graph (tiles come in at most four shapes); any other callable is used
+    as is."""
     import keras
 
     if isinstance(enhancer, keras.Layer):
@@ -115,16 +117,15 @@ def _runner(enhancer: Any) -> Callable[..., np.ndarray]:
 
 
 def enhance_tiled(enhancer: Any, image: np.ndarray, *, tile: int = 512, overlap: int = 32, alignment: int = 1,
-                  extras: Mapping[str, Any] | None = None, prepare: Callable[..., Any] | None = None,
-                  batch_size: int = 1) -> np.ndarray:
+                  extras: Mapping[str, Any] | None = None, prepare: Callable[..., Any] | None = None) -> np.ndarray:
     """Enhance float32 (H, W, 3) in [0,1] tile by tile; returns float32 (H, W, 3).
 
     enhancer: a Keras enhancer (registry contract) or any callable (N, h, w, 3) float32 → same shape, taking
     `**extras`. alignment: the model's pooling grid (`ModelSpec.tile_alignment`); tiles start on its multiples
     (see the module doc). extras: per-image scalars such as {"ratio": 5.0}. prepare: the model spec's optional
-    `prepare_for_tiling`, run once on the whole image. Up to `batch_size` tiles of one shape go through the
-    model at a time, so peak memory is one batch of tiles (each at most (tile + alignment − 1)² pixels) plus the
-    input and output images. When the image fits in one tile, this is plain whole-image inference.
+    `prepare_for_tiling`, run once on the whole image. One tile (at most (tile + alignment − 1)² pixels) goes
+    through the model at a time, so peak memory is one tile's activations plus the input and output images.
+    When the image fits in one tile, this is plain whole-image inference.
     """
     check_tiling(tile, overlap, alignment)
     image = np.asarray(image, np.float32)
@@ -135,22 +136,15 @@ def enhance_tiled(enhancer: Any, image: np.ndarray, *, tile: int = 512, overlap:
         image, kwargs = prepare(image, **kwargs)
         image = np.asarray(image, np.float32)
     run = _runner(enhancer)
+    batch_kwargs = _as_batch_kwargs(kwargs)
     height, width = image.shape[:2]
     rows = list(zip(tile_spans(height, tile, overlap, alignment), axis_weights(height, tile, overlap, alignment)))
     cols = list(zip(tile_spans(width, tile, overlap, alignment), axis_weights(width, tile, overlap, alignment)))
     if len(rows) == 1 and len(cols) == 1:
-        return run(image[None], **_as_batch_kwargs(kwargs, 1))[0]
-
-    by_shape: dict[tuple[int, int], list] = {}  # only tiles of one shape stack into a batch
-    for row in rows:
-        for col in cols:
-            by_shape.setdefault((row[0][1] - row[0][0], col[0][1] - col[0][0]), []).append((row, col))
+        return run(image[None], **batch_kwargs)[0]
     output = np.zeros(image.shape, np.float64)  # float64: blending identical tile values gives them back
-    for group in by_shape.values():
-        for first in range(0, len(group), batch_size):
-            chunk = group[first:first + batch_size]
-            tiles = np.stack([image[top:bottom, left:right] for ((top, bottom), _), ((left, right), _) in chunk])
-            enhanced = run(tiles, **_as_batch_kwargs(kwargs, len(chunk)))
-            for result, (((top, bottom), weight_y), ((left, right), weight_x)) in zip(enhanced, chunk):
-                output[top:bottom, left:right] += np.outer(weight_y, weight_x)[..., None] * result
+    for (top, bottom), weight_y in rows:
+        for (left, right), weight_x in cols:
+            enhanced = run(image[None, top:bottom, left:right], **batch_kwargs)[0]
+            output[top:bottom, left:right] += np.outer(weight_y, weight_x)[..., None] * enhanced
     return output.astype(np.float32)
