@@ -135,7 +135,7 @@ def _no_reference_folder(data: Path) -> Path:
 
 def _iterate(dataset, quiet: bool) -> Iterator[tuple]:
     """(arrays..., name str) of an eval dataset, with a progress bar; read errors come back as our errors."""
-    from train.data import pipeline_errors
+    from train.reading import pipeline_errors
 
     total = int(dataset.cardinality())
     with pipeline_errors(), progress(max(total, 0), quiet, "img") as bar:
