@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import glob
 import os
-from collections import defaultdict
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.enhancer_testing import read_events
 from tests.test_fit import build_toy, toy_dataset, toy_pairs
 from train.callbacks import (
     INPUT_TAG,
@@ -21,19 +20,6 @@ from train.callbacks import (
     save_weights_atomically,
     training_callbacks,
 )
-
-
-def read_events(folder) -> dict[str, dict[int, tuple[str, np.ndarray]]]:
-    """{tag: {step: (plugin name, value)}} of every event file under `folder`."""
-    found: dict[str, dict[int, tuple[str, np.ndarray]]] = defaultdict(dict)
-    plugins: dict[str, str] = {}
-    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                plugin = value.metadata.plugin_data.plugin_name or plugins.get(value.tag, "")
-                plugins[value.tag] = plugin
-                found[value.tag][event.step] = (plugin, tf.make_ndarray(value.tensor))
-    return dict(found)
 
 
 def decode_images(value: np.ndarray) -> np.ndarray:
@@ -162,7 +148,16 @@ def test_failing_save_keeps_the_previous_checkpoint(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         checkpoint.on_epoch_end(1)
     assert path.read_bytes() == good
-    assert temp_files(tmp_path) == []
+    assert temp_files(tmp_path) == [] and os.listdir(tmp_path) == ["last.weights.h5"]
+
+
+def test_saved_weights_get_ordinary_permissions(tmp_path):
+    previous = os.umask(0o027)  # outputs follow the umask in force when they are written
+    try:
+        path = save_weights_atomically(build_toy(), tmp_path / "final.weights.h5")
+    finally:
+        os.umask(previous)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~0o027
 
 
 def test_weights_paths_must_be_weights_h5(tmp_path):

@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image, ImageFile
 
 from train.errors import ImageReadError, ImageWriteError
-from train.io import IMAGE_SUFFIXES, is_image_path, read_image, read_image_size, to_uint8, write_image
+from train.io import IMAGE_SUFFIXES, atomic_output, is_image_path, read_image, read_image_size, to_uint8, write_image
 
 RGB = np.array([[[0, 0, 0], [255, 128, 1]], [[10, 20, 30], [200, 100, 50]], [[1, 2, 3], [4, 5, 6]]], np.uint8)
 
@@ -323,10 +323,33 @@ def test_refuses_to_overwrite_a_protected_input(tmp_path):
     assert source.read_bytes() == before
 
 
-def test_written_file_gets_ordinary_permissions(tmp_path):
+@pytest.fixture
+def umask_027():
+    """The process umask set to 0o027 for one test (outputs must follow the umask in force when they are written)."""
+    previous = os.umask(0o027)
+    yield 0o027
+    os.umask(previous)
+
+
+def test_written_file_gets_ordinary_permissions(tmp_path, umask_027):
     write_image(tmp_path / "p.png", np.zeros((2, 2, 3)))
-    (tmp_path / "plain").write_bytes(b"")
-    assert os.stat(tmp_path / "p.png").st_mode == os.stat(tmp_path / "plain").st_mode
+    assert os.stat(tmp_path / "p.png").st_mode & 0o777 == 0o666 & ~umask_027 == 0o640
+
+
+def test_atomic_output_replaces_a_folder_whole_and_leaves_nothing_on_failure(tmp_path, umask_027):
+    target = tmp_path / "out" / "model"
+    for version in ("old", "new"):
+        with atomic_output(target) as tmp:
+            tmp.mkdir()
+            (tmp / f"{version}.txt").write_text(version)
+    assert os.listdir(target) == ["new.txt"] and os.listdir(target.parent) == ["model"]
+    assert os.stat(target).st_mode & 0o777 == 0o750
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic_output(target) as tmp:
+            tmp.mkdir()
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("crash")
+    assert os.listdir(target) == ["new.txt"] and os.listdir(target.parent) == ["model"]
 
 
 def test_grey_and_single_channel_shapes(tmp_path):

@@ -11,13 +11,14 @@ TensorFlow 2.21 no longer installs the `tensorboard` package that `tf.summary.sc
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from train.io import atomic_output
 
 # (model, images float32 NHWC [0,1]) -> rendered images NHWC in [0,1] (any float dtype; cast here).
 RenderFn = Callable[[keras.Model, tf.Tensor], tf.Tensor]
@@ -58,7 +59,8 @@ def default_render(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
 
 
 def save_weights_atomically(model: keras.Model, path: str | os.PathLike, save_fn: SaveFn | None = None) -> Path:
-    """Writes `model`'s weights to `path` (a .weights.h5) through a temp file in the same folder + os.replace.
+    """Writes `model`'s weights to `path` (a .weights.h5) through a temp file beside it + os.replace
+    (`train.io.atomic_output`; the file gets the usual permissions, 0o666 minus the umask).
 
     A crash or a failing `save_fn(model, tmp_path)` leaves any previous file at `path` untouched and no temp
     file behind; the exception propagates.
@@ -66,20 +68,12 @@ def save_weights_atomically(model: keras.Model, path: str | os.PathLike, save_fn
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: weights files must end in .weights.h5")
-    path.parent.mkdir(parents=True, exist_ok=True)
     # The temp name keeps the .weights.h5 suffix because Keras picks the format from it.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:-len('.weights.h5')]}.", suffix=".tmp.weights.h5",
-                               dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".weights.h5") as tmp:
         if save_fn is None:
-            model.save_weights(tmp, overwrite=True)
+            model.save_weights(str(tmp), overwrite=True)
         else:
-            save_fn(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            save_fn(model, str(tmp))
     return path
 
 

@@ -1,8 +1,9 @@
 """Deployment: any registered enhancer → SavedModel or TFLite, and the `llie export` subcommand.
 
 Written once for every model through the enhancer contract (train/registry.py): the exported functions call
-`enhancer(image, training=False, **extras)` and nothing model-specific. Both exporters write atomically (to a
-temporary path beside the target, then a rename), so a crash never leaves a half-written artefact.
+`enhancer(image, training=False, **extras)` and nothing model-specific. Both exporters write atomically
+(`train.io.atomic_output`: a temporary path beside the target, then a rename), so a crash never leaves a
+half-written artefact.
 
 TensorFlow is imported inside the functions, so building the `llie` parser (`llie --help`) stays fast.
 """
@@ -15,7 +16,6 @@ import re
 import shutil
 import sys
 import tempfile
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,6 +24,7 @@ import numpy as np
 
 from train import registry
 from train.errors import NotAvailableError, WeightsMismatchError
+from train.io import atomic_output
 from train.registry import ExtraInput
 
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
@@ -88,25 +89,7 @@ def _write_archive(enhancer: Any, path: str, endpoints: dict[str, tuple[Callable
     archive.write_out(path, verbose=False)
 
 
-# === Atomic output ===
-
-
-def _sibling(target: Path) -> Path:
-    """A fresh hidden path beside `target`. Created by the caller with plain mkdir/open, not mkdtemp/mkstemp,
-    so the result gets the usual permissions (umask) instead of owner-only ones."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
-
-
-def _replace(tmp: Path, target: Path) -> None:
-    """Move `tmp` (file or folder) to `target`, replacing whatever was there; the old copy goes last."""
-    if target.is_dir() and not target.is_symlink():
-        old = _sibling(target)
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, target)
+# === Licence notices ===
 
 
 def ship_license_notice(notice: str | os.PathLike, output: str | os.PathLike) -> Path:
@@ -114,12 +97,8 @@ def ship_license_notice(notice: str | os.PathLike, output: str | os.PathLike) ->
     atomically, for weights whose licence must travel with anything made from them. Returns the copy."""
     notice = Path(notice)
     target = Path(output).parent / notice.name
-    tmp = _sibling(target)
-    try:
+    with atomic_output(target) as tmp:
         shutil.copyfile(notice, tmp)
-        _replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -143,13 +122,9 @@ def export_savedmodel(enhancer: Any, out_dir: str | os.PathLike, *,
         "serving_uint8": (_serving_fn(enhancer, extra_inputs, uint8=True),
                           _input_signature(extra_inputs, None, tf.uint8)),
     }
-    tmp = _sibling(out_dir)
-    tmp.mkdir()
-    try:
+    with atomic_output(out_dir) as tmp:
+        tmp.mkdir()
         _write_archive(enhancer, str(tmp), endpoints)
-        _replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
@@ -219,12 +194,8 @@ def export_tflite(enhancer: Any, out_path: str | os.PathLike, *, quantize: str =
             if not isinstance(err, RuntimeError) and type(err).__name__ != "ConverterError":
                 raise
             raise _conversion_error(err, quantize) from err
-    tmp = _sibling(out_path)
-    try:
+    with atomic_output(out_path) as tmp:
         tmp.write_bytes(flatbuffer)
-        _replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out_path
 
 

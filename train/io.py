@@ -1,13 +1,15 @@
 """Image IO: any image Pillow reads → float32 RGB [0,1] (H, W, 3); float32 [0,1] → PNG/JPEG written atomically.
 
 16-bit colour PNGs are decoded at full precision with `tf.io.decode_png` (Pillow 13 reduces them to 8 bits).
+`atomic_output` is the project's one way to write a file or folder atomically (images, weights, exports).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import shutil
+import uuid
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -37,16 +39,6 @@ _ORIENTATIONS = {
     8: lambda a: np.rot90(a, 1),  # ROTATE_90 (counter-clockwise)
 }
 
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates its file as 0600; outputs get the mode a plain open() would give them (0666 minus the umask,
-# read once here because reading it means setting it, which is not thread-safe).
-_OUTPUT_MODE = 0o666 & ~_current_umask()
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -187,20 +179,52 @@ def write_image(
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
         raise ImageWriteError(f"{path}: expected (H, W, 3) or (H, W, 1), got shape {np.shape(image)}")
     pixels = array if array.dtype == np.uint8 else to_uint8(array, rounding)
+    options = {"quality": quality} if fmt == "JPEG" else {}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise ImageWriteError(f"{path}: cannot write ({err})") from err
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), _OUTPUT_MODE)
-            options = {"quality": quality} if fmt == "JPEG" else {}
+        with atomic_output(path) as tmp, open(tmp, "wb") as handle:
             Image.fromarray(pixels).save(handle, format=fmt, **options)
-        os.replace(tmp, path)
     except OSError as err:
         raise ImageWriteError(f"{path}: cannot write ({err})") from err
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
+
+
+# === Atomic output ===
+
+
+def _sibling(target: Path, suffix: str = "") -> Path:
+    """A fresh hidden name beside `target` (nothing is created)."""
+    return target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_output(target: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
+    """Yields a fresh temporary path beside `target` (its folder is created; the path itself is not) for the
+    caller to write a file or a folder at; on leaving the block it replaces `target` (file or folder), so a
+    reader sees the old version or the new one, never half of one. On an exception nothing is replaced, the
+    temporary is removed and the exception propagates.
+
+    The caller creates the temporary with plain open()/mkdir() (not mkstemp/mkdtemp), so the output gets the
+    usual permissions (0o666/0o777 minus the umask) rather than owner-only ones. `suffix` ends the temporary's
+    name, for writers that pick the format from it (Keras' `.weights.h5`).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(target, suffix)
+    try:
+        yield tmp
+        if target.is_dir() and not target.is_symlink():
+            old = _sibling(target)
+            os.replace(target, old)  # a folder cannot be renamed over a folder: the old copy goes last
+            os.replace(tmp, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, target)
+    finally:
+        _remove(tmp)
