@@ -18,6 +18,8 @@ MAIN_FLAGS = {
     "evaluate": ["--data", "--protocol", "gt-mean", "gt-ratio", "--split", "--niqe", "--niqe-params",
                  "--no-reference", "--csv", "--model", "--preset", "--weights", "--boost"],
     "export": ["--model", "--output", "--format"],
+    "synthesize": ["SRC", "DST", "--seed", "--eval-fraction", "--layout", "--gamma", "--read-noise", "--skip-bad",
+                   "Poisson-Gaussian"],
     "train": ["COMMAND"],
     "convert": ["MODEL"],
 }

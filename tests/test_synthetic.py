@@ -1,12 +1,12 @@
-"""train.synthetic: the darkening model, its noise statistics, the LOL-layout writer and its command line."""
+"""train.synthetic: the darkening model, its noise statistics, the LOL-layout writer and `llie synthesize`."""
 
 import logging
 
 import numpy as np
 import pytest
 
+from tests.enhancer_testing import error_lines, run_llie
 from tests.image_folders import coded_image, real_low_images, save
-from train import synthetic
 from train.errors import DatasetLayoutError, ImageReadError
 from train.folders import find_lol_pairs
 from train.io import read_image
@@ -126,17 +126,44 @@ def test_bad_sources_and_destinations(photos, tmp_path, caplog):
         make_synthetic_lol(tmp_path / "nowhere", tmp_path / "x")
 
 
-def test_command_line(photos, tmp_path, capsys):
-    with pytest.raises(SystemExit) as help_exit:
-        synthetic.main(["--help"])
-    assert help_exit.value.code == 0
-    assert "Poisson-Gaussian" in capsys.readouterr().out
-    assert synthetic.main([str(photos), str(tmp_path / "cli"), "--seed", "2", "--gamma", "2", "2",
-                           "--no-shot-noise", "--eval-fraction", "0.125"]) == 0
-    assert "7 training and 1 evaluation pairs" in capsys.readouterr().out
+def test_llie_synthesize(photos, tmp_path, capsys):
+    status, stdout, _ = run_llie(capsys, "synthesize", photos, tmp_path / "cli", "--seed", "2", "--gamma", "2", "2",
+                                 "--no-shot-noise", "--eval-fraction", "0.125")
+    assert status == 0
+    assert f"wrote 7 training and 1 evaluation pairs to {(tmp_path / 'cli').resolve()}" in stdout
     low, high = find_lol_pairs(tmp_path / "cli", "eval")[0]
-    assert synthetic.main([str(photos), str(tmp_path / "cli")]) == 1
-    assert "already holds files" in capsys.readouterr().err
-    assert synthetic.main([str(photos), str(tmp_path / "bad"), "--gamma", "3", "1"]) == 1
-    assert "--gamma range" in capsys.readouterr().err
     assert low.name == high.name
+    # γ fixed at 2, no shot noise: low = β·(α·x)² (0.5 ≤ β ≤ 1, 0.9 ≤ α ≤ 1) plus read noise (σ ≤ 0.01).
+    squared = (read_image(high).astype(np.float64) ** 2).mean()
+    assert 0.5 * 0.9 ** 2 * squared - 0.01 < read_image(low).mean() < squared + 0.01
+
+
+def test_llie_synthesize_bad_inputs_are_one_line_errors(photos, tmp_path, capsys, caplog):
+    run_llie(capsys, "synthesize", photos, tmp_path / "cli")
+    status, stdout, stderr = run_llie(capsys, "synthesize", photos, tmp_path / "cli")
+    assert status == 1 and stdout == ""
+    assert error_lines(stderr, "synthesize") == [stderr.strip()]
+    assert f"{tmp_path / 'cli' / 'our485' / 'low'}: already holds files" in stderr
+    status, _, stderr = run_llie(capsys, "synthesize", tmp_path / "nowhere", tmp_path / "x")
+    assert status == 1 and stderr.strip() == f"llie synthesize: error: {tmp_path / 'nowhere'}: no such folder"
+    (photos / "5.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    status, _, stderr = run_llie(capsys, "synthesize", photos, tmp_path / "broken")
+    assert status == 1 and error_lines(stderr, "synthesize") == [stderr.strip()] and "5.png" in stderr
+    # --skip-bad: the rest is written, the skipped file is named (a warning, as the training commands' --skip-bad
+    # does), and the exit status says something failed.
+    with caplog.at_level(logging.WARNING, logger="train.synthetic"):
+        status, stdout, _ = run_llie(capsys, "synthesize", photos, tmp_path / "skipping", "--skip-bad")
+    assert status == 1 and "skipped 1 unreadable image(s)" in stdout and "photos/5.png" in caplog.text
+    assert len(find_lol_pairs(tmp_path / "skipping", "train")) + len(find_lol_pairs(tmp_path / "skipping", "eval")) \
+        == 7
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--gamma", "3", "1"), "--gamma range must satisfy 0 <= LOW <= HIGH and LOW > 0, got 3 1"),
+    (("--read-noise", "-1", "0"), "--read-noise range must satisfy 0 <= LOW <= HIGH, got -1 0"),
+    (("--eval-fraction", "1"), "argument --eval-fraction: must be in [0, 1), got 1"),
+])
+def test_llie_synthesize_bad_flag_values_are_usage_errors(photos, tmp_path, capsys, flags, message):
+    status, _, stderr = run_llie(capsys, "synthesize", photos, tmp_path / "out", *flags)
+    assert status == 2 and error_lines(stderr, "synthesize") == [f"llie synthesize: error: {message}"]
+    assert not (tmp_path / "out").exists()

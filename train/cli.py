@@ -1,8 +1,8 @@
-"""The `llie` command: enhance / train / evaluate / export / convert.
+"""The `llie` command: enhance / train / evaluate / export / convert / synthesize.
 
 Parsers are built here; each subcommand's flags and work live in its own module (`train.enhance`,
-`train.evaluate`, `train.export`) or, for `train` and `convert`, in the model's registry entry. Any `LLIEError`
-becomes one line on stderr and exit status 1.
+`train.evaluate`, `train.export`, `train.synthetic`) or, for `train` and `convert`, in the model's registry
+entry. Any `LLIEError` becomes one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _SUBCOMMANDS = {
     "enhance": ("train.enhance", "enhance low-light images (files, folders, globs) with a model"),
     "evaluate": ("train.evaluate", "PSNR/SSIM against ground truth, or NIQE without it"),
     "export": ("train.export", "export an enhancer to SavedModel or TFLite"),
+    "synthesize": ("train.synthetic", "make a paired low-light dataset (LOL layout) from normal-light photos"),
 }
 
 

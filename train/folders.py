@@ -22,7 +22,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, NamedTuple, Sequence, TypeVar
 
 from train.errors import DatasetLayoutError, ImageReadError
 from train.io import IMAGE_SUFFIXES, is_image_path, read_image_size
@@ -30,10 +30,22 @@ from train.io import IMAGE_SUFFIXES, is_image_path, read_image_size
 log = logging.getLogger("train.data")
 
 SPLITS = ("train", "eval")
-# split → folder names holding it: LOL-v1, LOL-v2.
-_SPLIT_FOLDERS = {"train": ("our485", "train"), "eval": ("eval15", "test")}
-# (low, normal-light) folder names: LOL-v1, LOL-v2.
-_PAIR_FOLDERS = (("low", "high"), ("low", "normal"))
+
+
+class LOLLayout(NamedTuple):
+    """Folder names of a paired LOL dataset, `<root>/<train|eval>/<low|high>`, as the dataset spells them."""
+
+    train: str
+    eval: str
+    low: str
+    high: str
+
+
+# The paired layouts: LOL-v1 and LOL-v2 (read ignoring case, written as spelled here by `train.synthetic`).
+LOL_LAYOUTS = {"v1": LOLLayout("our485", "eval15", "low", "high"), "v2": LOLLayout("Train", "Test", "Low", "Normal")}
+# split → folder names holding it, and the (low, normal-light) folder names, in lower case for `_child_folder`.
+_SPLIT_FOLDERS = {split: tuple(getattr(layout, split).lower() for layout in LOL_LAYOUTS.values()) for split in SPLITS}
+_PAIR_FOLDERS = tuple((layout.low.lower(), layout.high.lower()) for layout in LOL_LAYOUTS.values())
 # LOL-v2 Real_captured names its pairs low00001.png / normal00001.png.
 _PAIR_PREFIX = re.compile(r"^(low|high|normal)[_-]?", re.IGNORECASE)
 
@@ -89,9 +101,9 @@ def lol_folders(root: str | os.PathLike, split: str = "train") -> tuple[Path, Pa
             low, high = _child_folder(base, low_name), _child_folder(base, high_name)
             if low is not None and high is not None:
                 return low, high
-    v1, v2 = _SPLIT_FOLDERS[split]
+    v1, v2 = (getattr(LOL_LAYOUTS[version], split) for version in ("v1", "v2"))
     raise DatasetLayoutError(
-        f"{root}: not a LOL dataset folder; expected {v1}/{{low,high}} (LOL-v1), {v2.title()}/{{Low,Normal}} "
+        f"{root}: not a LOL dataset folder; expected {v1}/{{low,high}} (LOL-v1), {v2}/{{Low,Normal}} "
         "(LOL-v2) or low/high directly inside it"
     )
 
@@ -105,7 +117,8 @@ def _by_key(files: Sequence[Path], key: Callable[[Path], str]) -> dict[str, Path
     return index
 
 
-def _duplicate_stems(files: Sequence[Path]) -> list[Path]:
+def duplicate_stems(files: Sequence[Path]) -> list[Path]:
+    """The files whose name stem an earlier file of `files` already has (1.jpg after 1.png), in order."""
     seen: dict[str, Path] = {}
     return [path for path in files if seen.setdefault(path.stem, path) != path]
 
@@ -118,7 +131,7 @@ def match_pairs(low_files: Sequence[Path], high_files: Sequence[Path], *, skip_b
     them. Two files of one folder with the same stem (1.png and 1.jpg) are always an error: which is meant?
     """
     for files in (low_files, high_files):
-        if duplicates := _duplicate_stems(files):
+        if duplicates := duplicate_stems(files):
             raise DatasetLayoutError(f"{duplicates[0]}: another image in {duplicates[0].parent} has the same name "
                                      "stem, so its partner is ambiguous")
     # The naming scheme that pairs the most files: plain stems, or stems without LOL-v2's low/normal prefix (not a

@@ -7,7 +7,7 @@ read noise N(0, σ²), clipped to [0,1]. Every range is configurable (`LowLightR
 deterministic given a seed, and each image's draw depends only on (seed, its file name), so adding photos to
 the folder does not change the others.
 
-    python -m train.synthetic photos/ synthetic_lol/ --seed 0
+    llie synthesize photos/ synthetic_lol/ --seed 0
 """
 
 from __future__ import annotations
@@ -19,19 +19,16 @@ import os
 import sys
 import zlib
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from train.errors import DatasetLayoutError, LLIEError
-from train.folders import list_images
+from train.folders import LOL_LAYOUTS, duplicate_stems, list_images
 from train.io import read_image, write_image
 
 log = logging.getLogger("train.synthetic")
 
-# layout → (train folder, eval folder, low folder, normal-light folder)
-LAYOUTS = {"v1": ("our485", "eval15", "low", "high"), "v2": ("Train", "Test", "Low", "Normal")}
 # LOL-v1 holds 485 training and 15 evaluation pairs.
 DEFAULT_EVAL_FRACTION = 15 / 500
 
@@ -51,14 +48,20 @@ class LowLightRanges:
     read_noise: tuple[float, float] = (0.002, 0.01)
 
     def __post_init__(self) -> None:
-        for name in ("alpha", "beta", "gamma", "photons", "read_noise"):
-            bounds = getattr(self, name)
-            if bounds is None and name == "photons":
-                continue
-            low, high = bounds
-            if not 0.0 <= low <= high or (name in ("gamma", "photons") and low == 0.0):
-                raise ValueError(f"--{name.replace('_', '-')} range must satisfy 0 <= LOW <= HIGH"
-                                 f"{' and LOW > 0' if name in ('gamma', 'photons') else ''}, got {bounds}")
+        for field in dataclasses.fields(self):
+            bounds = getattr(self, field.name)
+            if not (bounds is None and field.name == "photons"):
+                check_range(field.name, bounds)
+
+
+def check_range(name: str, bounds: tuple[float, float]) -> None:
+    """`ValueError` unless 0 <= LOW <= HIGH (and LOW > 0 for gamma and photons) for the `LowLightRanges` field
+    `name`; the message names its flag (--read-noise)."""
+    low, high = bounds
+    positive = name in ("gamma", "photons")
+    if not 0.0 <= low <= high or (positive and low == 0.0):
+        raise ValueError(f"--{name.replace('_', '-')} range must satisfy 0 <= LOW <= HIGH"
+                         f"{' and LOW > 0' if positive else ''}, got {low:g} {high:g}")
 
 
 def synthesize_low_light(image: np.ndarray, rng: np.random.Generator, ranges: LowLightRanges = LowLightRanges()
@@ -127,15 +130,15 @@ def make_synthetic_lol(
     destination that already holds images (a stale file could end up in the wrong split). A photo that cannot
     be read raises `ImageReadError`, unless `skip_bad`, which logs and skips it.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+    if layout not in LOL_LAYOUTS:
+        raise ValueError(f"layout must be one of {sorted(LOL_LAYOUTS)}, got {layout!r}")
     sources = list_images(src_dir)
-    stems: dict[str, Path] = {}
-    for path in sources:
-        if stems.setdefault(path.stem, path) != path:
-            raise DatasetLayoutError(f"{path}: {stems[path.stem].name} has the same name stem, and both would be "
-                                     f"written as {path.stem}.png")
-    train_name, eval_name, low_name, high_name = LAYOUTS[layout]
+    if duplicates := duplicate_stems(sources):
+        path = duplicates[0]
+        first = next(source for source in sources if source.stem == path.stem)
+        raise DatasetLayoutError(f"{path}: {first.name} has the same name stem, and both would be written as "
+                                 f"{path.stem}.png")
+    train_name, eval_name, low_name, high_name = LOL_LAYOUTS[layout]
     dst_dir = Path(dst_dir)
     targets = [dst_dir / split / side for split in (train_name, eval_name) for side in (low_name, high_name)]
     for folder in targets:
@@ -164,54 +167,62 @@ def make_synthetic_lol(
 # === Command line ===
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Parser of `python -m train.synthetic`."""
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value:g}")
+    return value
+
+
+class _Range(argparse.Action):
+    """--NAME LOW HIGH: stored as a (low, high) tuple once `check_range` accepts it (argparse's usage error if not)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        bounds = tuple(values)
+        try:
+            check_range(self.dest, bounds)
+        except ValueError as err:
+            raise argparse.ArgumentError(None, str(err)) from err
+        setattr(namespace, self.dest, bounds)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `llie synthesize`."""
     defaults = LowLightRanges()
-    parser = argparse.ArgumentParser(
-        prog="python -m train.synthetic",
-        description="Make a synthetic paired low-light dataset (LOL layout) from a folder of normal-light photos: "
-                    "low = beta*(alpha*x)^gamma + Poisson-Gaussian noise, high = the photo, both saved as PNG.",
-        epilog="Example: python -m train.synthetic photos/ synthetic_lol/ --seed 0 (then train on synthetic_lol/ "
-               "as on LOL-v1)",
-    )
-    parser.add_argument("src", type=Path, help="folder of normal-light images (not searched recursively)")
-    parser.add_argument("dst", type=Path, help="output folder (created; must not already hold images)")
+    parser.epilog = ("low = beta*(alpha*x)^gamma + Poisson-Gaussian noise, high = the photo, both saved as PNG. "
+                     "Example: llie synthesize photos/ synthetic_lol/ --seed 0, then train on synthetic_lol/ as "
+                     "on LOL-v1.")
+    parser.add_argument("src", type=Path, metavar="SRC",
+                        help="folder of normal-light images (not searched recursively)")
+    parser.add_argument("dst", type=Path, metavar="DST",
+                        help="output folder (created; must not already hold images)")
     parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same dataset (default 0)")
-    parser.add_argument("--eval-fraction", type=float, default=DEFAULT_EVAL_FRACTION,
+    parser.add_argument("--eval-fraction", type=_fraction, default=DEFAULT_EVAL_FRACTION,
                         help="fraction of the photos put in the evaluation split (default 15/500, as LOL-v1)")
-    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="v1",
+    parser.add_argument("--layout", choices=sorted(LOL_LAYOUTS), default="v1",
                         help="v1: our485|eval15/{low,high} (default); v2: Train|Test/{Low,Normal}")
     for name, help_text in (("alpha", "scale before the gamma curve"), ("beta", "scale after the gamma curve"),
                             ("gamma", "gamma exponent (larger = darker)"),
                             ("photons", "photon count of a full-scale pixel (smaller = more shot noise)"),
-                            ("read-noise", "sigma of the Gaussian read noise, in [0,1] units")):
-        default = getattr(defaults, name.replace("-", "_"))
-        parser.add_argument(f"--{name}", type=float, nargs=2, metavar=("LOW", "HIGH"), default=default,
+                            ("read_noise", "sigma of the Gaussian read noise, in [0,1] units")):
+        default = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, nargs=2, action=_Range,
+                            default=default, metavar=("LOW", "HIGH"),
                             help=f"{help_text}; uniform range (default {default[0]:g} {default[1]:g})")
     parser.add_argument("--no-shot-noise", action="store_true", help="leave out the Poisson shot noise")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip unreadable images (each is reported) instead of stopping at the first")
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (1 on a bad input, naming the file)."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        ranges = LowLightRanges(alpha=tuple(args.alpha), beta=tuple(args.beta), gamma=tuple(args.gamma),
-                                photons=None if args.no_shot_noise else tuple(args.photons),
-                                read_noise=tuple(args.read_noise))
-        result = make_synthetic_lol(args.src, args.dst, seed=args.seed, eval_fraction=args.eval_fraction,
-                                    layout=args.layout, ranges=ranges, skip_bad=args.skip_bad, progress=True)
-    except (LLIEError, ValueError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 1
-    print(f"{args.dst}: {len(result.train)} training and {len(result.eval)} evaluation pairs"
-          + (f"; skipped {len(result.skipped)} unreadable image(s)" if result.skipped else ""))
+def run(args: argparse.Namespace) -> int:
+    """`llie synthesize`; returns the exit status (1 if an image was skipped). A bad source or destination
+    raises its `LLIEError`, which the CLI prints as one line."""
+    ranges = LowLightRanges(alpha=args.alpha, beta=args.beta, gamma=args.gamma,
+                            photons=None if args.no_shot_noise else args.photons, read_noise=args.read_noise)
+    result = make_synthetic_lol(args.src, args.dst, seed=args.seed, eval_fraction=args.eval_fraction,
+                                layout=args.layout, ranges=ranges, skip_bad=args.skip_bad,
+                                progress=sys.stderr.isatty())
+    skipped = f"; skipped {len(result.skipped)} unreadable image(s)" if result.skipped else ""
+    print(f"llie synthesize: wrote {len(result.train)} training and {len(result.eval)} evaluation pairs to "
+          f"{args.dst.resolve()}{skipped}")
     return 1 if result.skipped else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
