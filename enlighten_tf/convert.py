@@ -14,7 +14,7 @@ import os
 
 import keras
 
-from train.errors import WeightsMismatchError
+from train.callbacks import weights_output_path
 from train.torch_weights import assign_state_dict, read_state_dict
 
 # === Per-network mappings ===
@@ -65,7 +65,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SRC",
                         help="upstream generator checkpoint (e.g. 200_net_G_A.pth; read with torch when installed, "
                              "else with the built-in reader) or an .npz with the same tensor names")
-    parser.add_argument("--out", required=True, metavar="DST.weights.h5",
+    parser.add_argument("--out", required=True, metavar="DST.weights.h5", type=weights_output_path,
                         help="output weights of the EnlightenGAN enhancer; LICENSE-EnlightenGAN-BSD2.txt is "
                              "written beside it")
     parser.add_argument("--no-align-corners", dest="align_corners", action="store_false",
@@ -77,14 +77,11 @@ def run_convert(args: argparse.Namespace) -> int:
     """`llie convert enlightengan SRC --out DST.weights.h5 [--no-align-corners]`: the weights (with their
     upsampling mode recorded) and the upstream licence beside them."""
     from enlighten_tf.enhancer import EnlightenGANEnhancer, save_enhancer_weights
-    from train.callbacks import save_weights_atomically
     from train.export import ship_license_notice
 
-    if not str(args.out).endswith(".weights.h5"):
-        raise WeightsMismatchError(f"{args.out}: the output must end in .weights.h5")
     enhancer = EnlightenGANEnhancer(align_corners=args.align_corners, from_upstream=True)
     load_generator(enhancer.generator, args.source)
-    path = save_weights_atomically(enhancer, args.out, save_enhancer_weights)
+    path = save_enhancer_weights(enhancer, args.out)
     notice = ship_license_notice(enhancer.license_notice, path)
     print(f"wrote {path} (align_corners={enhancer.generator.align_corners}) and its licence {notice}")
     return 0

@@ -18,6 +18,7 @@ import tensorflow as tf
 from enlighten_tf.convert import load_generator
 from enlighten_tf.generator import Generator
 from enlighten_tf.layers import attention_map
+from train.callbacks import load_weights_file, read_weights_attributes, save_weights_atomically
 from train.errors import NotAvailableError, WeightsMismatchError
 
 # === Config ===
@@ -80,29 +81,12 @@ class EnlightenGANEnhancer(keras.Model):
 # === Weights files ===
 
 
-def save_enhancer_weights(enhancer: EnlightenGANEnhancer, path: str | os.PathLike) -> None:
-    """`enhancer.save_weights(path)` (a .weights.h5), plus the file attributes `build_enhancer` reads back:
-    the upsampling mode and whether the weights come from the authors' checkpoint."""
-    import h5py
-
-    enhancer.save_weights(path)
-    with h5py.File(path, "a") as file:
-        file.attrs[ALIGN_CORNERS_ATTRIBUTE] = bool(enhancer.generator.align_corners)
-        file.attrs[FROM_UPSTREAM_ATTRIBUTE] = bool(enhancer.from_upstream)
-
-
-def read_weights_attributes(path: str | os.PathLike) -> tuple[bool | None, bool]:
-    """(align_corners or None when not recorded, from_upstream) of a .weights.h5; `WeightsMismatchError` if the
-    file is not HDF5."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as file:
-            align_corners = file.attrs.get(ALIGN_CORNERS_ATTRIBUTE)
-            from_upstream = bool(file.attrs.get(FROM_UPSTREAM_ATTRIBUTE, False))
-    except OSError as err:
-        raise WeightsMismatchError(f"{path}: not EnlightenGAN enhancer weights (not an HDF5 file)") from err
-    return (None if align_corners is None else bool(align_corners)), from_upstream
+def save_enhancer_weights(enhancer: EnlightenGANEnhancer, path: str | os.PathLike) -> Path:
+    """The enhancer's weights at `path` (a .weights.h5, written atomically), recording the attributes
+    `build_enhancer` reads back: the upsampling mode and whether the weights come from the authors' checkpoint."""
+    return save_weights_atomically(enhancer, path, attributes={
+        ALIGN_CORNERS_ATTRIBUTE: bool(enhancer.generator.align_corners),
+        FROM_UPSTREAM_ATTRIBUTE: bool(enhancer.from_upstream)})
 
 
 def _resolve_mode(path: str | os.PathLike, recorded: bool | None, requested: bool | None) -> bool:
@@ -134,14 +118,9 @@ def build_enhancer(preset: str | None = None, weights: str | os.PathLike | None 
         enhancer = EnlightenGANEnhancer(align_corners=mode, from_upstream=True)
         load_generator(enhancer.generator, weights)
         return enhancer
-    if not os.path.isfile(weights):
-        raise WeightsMismatchError(f"{weights}: no such weights file")
-    recorded, from_upstream = read_weights_attributes(weights)
+    attributes = read_weights_attributes(weights)
+    recorded = attributes.get(ALIGN_CORNERS_ATTRIBUTE)
     enhancer = EnlightenGANEnhancer(align_corners=_resolve_mode(weights, recorded, align_corners),
-                                    from_upstream=from_upstream)
-    try:
-        enhancer.load_weights(weights)
-    except (ValueError, OSError, KeyError) as err:  # how Keras reports a foreign or corrupt file
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsMismatchError(f"{weights}: not EnlightenGAN enhancer weights ({first_line})") from err
+                                    from_upstream=bool(attributes.get(FROM_UPSTREAM_ATTRIBUTE, False)))
+    load_weights_file(enhancer, weights, "EnlightenGAN enhancer")
     return enhancer

@@ -4,8 +4,9 @@ The official repository ships `checkpoint/decom_net_train/` and `checkpoint/illu
 the Restoration-Net weights are distributed separately (`Restoration_net_train/`). None carries a licence, so
 this project never ships them or weights derived from them: users convert their own copy with
 `llie convert kind --checkpoint-dir checkpoint/ --out kind.weights.h5`. Any network may instead come from a
-Keras `.weights.h5` of it alone (a trained stage), and `--allow-partial` converts a subset into a file marked
-with what it lacks (`missing_networks`), which the enhancer refuses and `--decom-weights` accepts.
+Keras `.weights.h5` of it alone (a trained stage) or from a KinD one (`load_network`), and `--allow-partial`
+converts a subset into a file marked with what it lacks (`missing_networks`), which the enhancer refuses and
+`--decom-weights` accepts.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from kind_tf.networks import TF1Network
+from kind_tf.networks import DecomNet, IlluminationAdjustNet, RestorationNet, TF1Network
 from kind_tf.pipeline import KinD
-from train.callbacks import save_weights_atomically
+from train.callbacks import load_weights_file, read_weights_attributes, save_weights_atomically, weights_output_path
 from train.errors import WeightsMismatchError
 
 # The reference fixtures' synthetic Restoration-Net (formula weights for parity tests, not trained).
@@ -33,6 +34,9 @@ CHECKPOINT_FOLDERS = {
 }
 # HDF5 root attribute of a `.weights.h5` from `llie convert kind --allow-partial`: the networks not converted.
 MISSING_ATTRIBUTE = "llie_kind_missing_networks"
+# TF1 scope of each network → its name here (the key of CHECKPOINT_FOLDERS; the KinD attribute `<name>_net`).
+_NETWORK_KEYS = {DecomNet.TF1_SCOPE: "decom", RestorationNet.TF1_SCOPE: "restoration",
+                 IlluminationAdjustNet.TF1_SCOPE: "adjust"}
 # Optimizer slots a training Saver may have written next to the variables; they are not weights.
 _SLOT_SUFFIXES = ("/Adam", "/Adam_1", "/Momentum", "/RMSProp", "/RMSProp_1")
 
@@ -86,17 +90,36 @@ def load_tf1_checkpoint(network: TF1Network, path: str | os.PathLike) -> None:
 
 
 def load_network(network: TF1Network, path: str | os.PathLike) -> None:
-    """Loads a built network from a TF1 checkpoint (folder or prefix) or from a Keras `.weights.h5` of that network
-    alone (e.g. `llie train kind-restoration`'s final.weights.h5); `WeightsMismatchError` naming the file."""
-    if not str(path).endswith(".weights.h5"):
-        load_tf1_checkpoint(network, path)
+    """Loads the built `network` (DecomNet, RestorationNet or IlluminationAdjustNet) from whichever source it
+    may come from:
+
+    - a TF1 checkpoint folder or prefix (e.g. the official `decom_net_train/`);
+    - the official `checkpoint/` folder holding the network's sub-folder (`CHECKPOINT_FOLDERS`);
+    - a Keras `.weights.h5` of this network alone (e.g. `llie train kind-restoration`'s final.weights.h5);
+    - a KinD `.weights.h5` (`llie convert kind`, `llie train kind`), unless it records this network as
+      missing (`--allow-partial`).
+
+    `WeightsMismatchError` naming the file otherwise.
+    """
+    key = _NETWORK_KEYS[network.TF1_SCOPE]
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        folder = checkpoint_folders(path)[key] if path.is_dir() else None
+        load_tf1_checkpoint(network, folder or path)
         return
-    if not Path(path).is_file():
-        raise WeightsMismatchError(f"{path}: no such weights file")
-    try:
-        network.load_weights(str(path))
-    except (ValueError, OSError, KeyError) as err:
-        raise WeightsMismatchError(f"{path}: not {network.TF1_SCOPE} weights ({err})") from err
+    missing = missing_networks(path)
+    if key in missing:
+        raise WeightsMismatchError(f"{path}: converted with --allow-partial without the {network.TF1_SCOPE}")
+    if not missing:  # a partial file is always a whole KinD's
+        try:
+            load_weights_file(network, path, network.TF1_SCOPE)
+            return
+        except WeightsMismatchError:
+            pass  # not this network alone: maybe a whole KinD
+    kind = KinD()
+    kind.build()
+    load_weights_file(kind, path, f"{network.TF1_SCOPE} or KinD")
+    network.set_weights(getattr(kind, f"{key}_net").get_weights())
 
 
 def convert_checkpoints(
@@ -106,7 +129,8 @@ def convert_checkpoints(
     *,
     mode: str = "evaluate",
 ) -> KinD:
-    """A built `KinD` whose given networks are loaded (`load_network`; the others keep fresh weights)."""
+    """A built `KinD` whose given networks are loaded from any source `load_network` takes (the others keep
+    fresh weights)."""
     kind = KinD(mode=mode)
     kind.build()
     for network, path in ((kind.decom_net, decom_dir), (kind.restoration_net, restoration_dir),
@@ -141,11 +165,13 @@ def checkpoint_sources(
     return {net: Path(overrides[net]) if overrides[net] else folder for net, folder in folders.items()}
 
 
-def missing_sources_message(sources: dict[str, Path | None], checkpoint_dir: str | os.PathLike | None) -> str:
-    """'no checkpoint for restoration in DIR; expected sub-folder Restoration_net_train' ('' when none is)."""
-    missing = [net for net, source in sources.items() if source is None]
-    if not missing:
-        return ""
+def missing_sources(sources: dict[str, Path | None]) -> list[str]:
+    """The networks `sources` (from `checkpoint_sources`) has no source for."""
+    return [net for net, source in sources.items() if source is None]
+
+
+def missing_sources_message(missing: list[str], checkpoint_dir: str | os.PathLike | None) -> str:
+    """'no checkpoint for restoration in DIR; expected sub-folder Restoration_net_train' for `missing` nets."""
     where = f"in {checkpoint_dir}" if checkpoint_dir else "(give a checkpoint folder or per-net folders)"
     return (f"no checkpoint for {', '.join(missing)} {where}; expected sub-folder(s) "
             f"{', '.join(CHECKPOINT_FOLDERS[net][0] for net in missing)}")
@@ -169,41 +195,28 @@ def convert_all(
     Raises `WeightsMismatchError` naming the networks whose checkpoint is missing.
     """
     sources = checkpoint_sources(checkpoint_dir, decom=decom, restoration=restoration, adjust=adjust)
-    problem = missing_sources_message(sources, checkpoint_dir)
-    if problem:
-        raise WeightsMismatchError(problem)
+    missing = missing_sources(sources)
+    if missing:
+        raise WeightsMismatchError(missing_sources_message(missing, checkpoint_dir))
     return convert_checkpoints(sources["decom"], sources["restoration"], sources["adjust"], mode=mode)
 
 
 def missing_networks(path: str | os.PathLike) -> tuple[str, ...]:
-    """The networks a KinD `.weights.h5` lacks (written by `llie convert kind --allow-partial`); () if complete
-    or not such a file."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            value = handle.attrs.get(MISSING_ATTRIBUTE, "")
-    except OSError:
-        return ()
-    value = value.decode() if isinstance(value, bytes) else str(value)
+    """The networks a KinD `.weights.h5` lacks (recorded by `llie convert kind --allow-partial`); () if it lacks
+    none. `WeightsMismatchError` naming the file if it is missing or not HDF5."""
+    value = read_weights_attributes(path).get(MISSING_ATTRIBUTE, "")
     return tuple(value.split(",")) if value else ()
 
 
 # === CLI (`llie convert kind`) ===
 
 
-def _weights_h5_path(text: str) -> str:
-    if not text.endswith(".weights.h5"):
-        raise argparse.ArgumentTypeError(f"{text}: the output name must end in .weights.h5 (Keras' weights format)")
-    return text
-
-
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `llie convert kind`."""
     parser.add_argument("--checkpoint-dir", help="the official checkpoint/ folder holding decom_net_train/, "
                         "Restoration_net_train/ (or Restoration_net_train_synthetic/), illumination_adjust_net_train/")
-    source = ("checkpoint folder, or a .weights.h5 of this network alone (e.g. llie train {}'s final.weights.h5); "
-              "overrides --checkpoint-dir")
+    source = ("checkpoint folder (or the checkpoint/ folder holding it), a .weights.h5 of this network alone (e.g. "
+              "llie train {}'s final.weights.h5) or a KinD .weights.h5; overrides --checkpoint-dir")
     parser.add_argument("--decom", help=f"DecomNet {source.format('kind-decom')}")
     parser.add_argument("--restoration", help=f"Restoration-Net {source.format('kind-restoration')}")
     parser.add_argument("--adjust", help=f"Illumination-adjust-net {source.format('kind-adjust')}")
@@ -211,7 +224,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
                         help="convert the networks that are present and mark the others missing in the file (the "
                              "official repository ships only decom and adjust): usable as --decom-weights of "
                              "llie train kind-restoration/kind-adjust, refused as an enhancer")
-    parser.add_argument("--out", required=True, type=_weights_h5_path,
+    parser.add_argument("--out", required=True, type=weights_output_path,
                         help="destination .weights.h5 (the KinD enhancer's three networks)")
 
 
@@ -220,10 +233,10 @@ def run_convert(args: argparse.Namespace) -> int:
     each network came from (a warning for the synthetic Restoration-Net, a note for missing ones)."""
     sources = checkpoint_sources(args.checkpoint_dir, decom=args.decom, restoration=args.restoration,
                                  adjust=args.adjust)
-    problem = missing_sources_message(sources, args.checkpoint_dir)
-    if problem and not args.allow_partial:
-        raise WeightsMismatchError(f"{problem} (--allow-partial converts the others)")
-    missing = [net for net, source in sources.items() if source is None]
+    missing = missing_sources(sources)
+    if missing and not args.allow_partial:
+        raise WeightsMismatchError(f"{missing_sources_message(missing, args.checkpoint_dir)} (--allow-partial "
+                                   "converts the others)")
     if len(missing) == len(sources):
         raise WeightsMismatchError("no network to convert: give --checkpoint-dir or --decom/--restoration/--adjust")
     kind = convert_checkpoints(sources["decom"], sources["restoration"], sources["adjust"])
@@ -232,16 +245,8 @@ def run_convert(args: argparse.Namespace) -> int:
     if is_synthetic(sources["restoration"]):
         print(f"llie convert kind: warning: the restoration net comes from {sources['restoration']}, the SYNTHETIC "
               "parity-test weights (a formula, not trained): enhanced images will look wrong", file=sys.stderr)
-
-    def save(model: KinD, path: str) -> None:
-        model.save_weights(path)
-        if missing:
-            import h5py
-
-            with h5py.File(path, "a") as handle:
-                handle.attrs[MISSING_ATTRIBUTE] = ",".join(missing)
-
-    out = save_weights_atomically(kind, args.out, save_fn=save)
+    out = save_weights_atomically(kind, args.out, attributes={MISSING_ATTRIBUTE: ",".join(missing)} if missing
+                                  else None)
     print(f"wrote {out}")
     if missing:
         print(f"llie convert kind: note: {out} lacks {', '.join(missing)}; it serves as --decom-weights of llie "

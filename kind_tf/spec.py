@@ -8,6 +8,7 @@ from pathlib import Path
 from kind_tf.convert import add_convert_arguments, convert_all, missing_networks, run_convert
 from kind_tf.pipeline import DEFAULT_RATIO, KinD, normalize_for_tiling
 from kind_tf.train_commands import TRAIN_COMMANDS
+from train.callbacks import load_weights_file
 from train.errors import NotAvailableError, WeightsMismatchError
 from train.registry import ExtraInput, ModelSpec
 
@@ -36,10 +37,7 @@ def build_enhancer(preset: str | None = None, weights: str | os.PathLike | None 
                                    "<Restoration_net_train/ or a trained final.weights.h5>)")
     kind = KinD(mode=mode)
     kind.build()
-    try:
-        kind.load_weights(str(path))
-    except (ValueError, OSError) as err:
-        raise WeightsMismatchError(f"{path}: not KinD weights from `llie convert kind` ({err})") from err
+    load_weights_file(kind, path, "KinD")
     return kind
 
 

@@ -29,20 +29,17 @@ from pathlib import Path
 from typing import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from kind_tf.context import context_crops
-from kind_tf.convert import CHECKPOINT_FOLDERS, load_tf1_checkpoint, missing_networks
-from kind_tf.layers import min_max_normalize
-from kind_tf.networks import DecomNet
+from kind_tf.convert import convert_checkpoints, load_network
+from kind_tf.layers import stretch_whole_image
 from kind_tf.pipeline import DEFAULT_RATIO, KinD
 from kind_tf.trainers import (ORIGINAL_SWAP_PROBABILITY, ORIGINAL_TARGET_EXPONENT, AdjustTrainer, DecomTrainer,
                               RestorationTrainer, StageTrainer, original_optimizer)
-from train.callbacks import save_weights_atomically
+from train.callbacks import sample_crop, save_weights_atomically
 from train.data import paired_dataset
-from train.errors import WeightsMismatchError
 from train.fit import FINAL_WEIGHTS, add_training_arguments, run_training
 from train.folders import find_lol_pairs
 from train.io import read_image
@@ -66,38 +63,6 @@ def restoration_learning_rate(epoch: int, initial: float, milestones=ORIGINAL_LR
     return initial / divisor
 
 
-def stretch_whole_image(image: tf.Tensor) -> tf.Tensor:
-    """`load_images`' stretch of one whole (H, W, 3) image (see `kind_tf.layers.min_max_normalize`)."""
-    return min_max_normalize(image[None])[0]
-
-
-def load_decom_weights(decom_net: DecomNet, path: str | Path) -> None:
-    """Loads a built DecomNet from: a DecomNet `.weights.h5` (a decom stage's final/last weights), a KinD
-    `.weights.h5` (`llie convert kind`, `llie train kind`), or a TF1 checkpoint (the official
-    `decom_net_train/` folder, or the `checkpoint/` folder holding it). `WeightsMismatchError` otherwise."""
-    path = Path(path)
-    if path.is_dir():
-        nested = path / CHECKPOINT_FOLDERS["decom"][0]
-        load_tf1_checkpoint(decom_net, nested if nested.is_dir() else path)
-        return
-    if not path.is_file():
-        raise WeightsMismatchError(f"{path}: no such DecomNet weights file or checkpoint folder")
-    try:
-        decom_net.load_weights(str(path))
-        return
-    except (ValueError, OSError):
-        pass  # not a DecomNet file: maybe a whole KinD
-    if "decom" in missing_networks(path):
-        raise WeightsMismatchError(f"{path}: converted with --allow-partial without the DecomNet")
-    kind = KinD()
-    kind.build()
-    try:
-        kind.load_weights(str(path))
-    except (ValueError, OSError) as err:
-        raise WeightsMismatchError(f"{path}: neither DecomNet nor KinD weights ({err})") from err
-    decom_net.set_weights(kind.decom_net.get_weights())
-
-
 # === Stages ===
 
 
@@ -115,14 +80,14 @@ def _build_decom(args: argparse.Namespace) -> StageTrainer:
 def _build_restoration(args: argparse.Namespace) -> StageTrainer:
     trainer = RestorationTrainer(target_exponent=args.target_exponent)
     trainer.build()
-    load_decom_weights(trainer.decom_net, args.decom_weights)
+    load_network(trainer.decom_net, args.decom_weights)
     return _compiled(trainer, args)
 
 
 def _build_adjust(args: argparse.Namespace) -> StageTrainer:
     trainer = AdjustTrainer(swap_probability=args.swap_probability, seed=args.seed)
     trainer.build()
-    load_decom_weights(trainer.decom_net, args.decom_weights)
+    load_network(trainer.decom_net, args.decom_weights)
     return _compiled(trainer, args)
 
 
@@ -181,31 +146,20 @@ STAGES = (
 
 def run_stage(args: argparse.Namespace, stage: Stage) -> StageTrainer:
     """Trains one stage with the chassis; the trained network goes to <run-dir>/final.weights.h5."""
-    pairs = find_lol_pairs(args.data, "train")
-    steps = args.steps_per_epoch or max(1, len(pairs) // args.batch_size)  # the scripts' numBatch
-    args = argparse.Namespace(**{**vars(args), "steps_per_epoch": steps})
     prepare = stretch_whole_image if args.normalize else None
+    # Full batches running on across epochs, pairs // batch steps per epoch: the scripts' image_id and numBatch.
     dataset = paired_dataset(args.data, patch_size=args.patch_size, batch_size=args.batch_size, seed=args.seed,
-                             prepare=prepare, augmentation=context_crops(args.patch_size) if stage.context else None)
-    sample = tf.constant(read_image(pairs[0][0]))
-    sample = (prepare(sample) if prepare else sample)[None]
+                             drop_remainder=True, prepare=prepare,
+                             augmentation=context_crops(args.patch_size) if stage.context else None)
+    sample = tf.constant(read_image(find_lol_pairs(args.data, "train")[0][0]))
+    sample = prepare(sample) if prepare else sample
 
     def save(trainer: StageTrainer, path: str) -> None:
         getattr(trainer, stage.network).save_weights(path)
 
     return run_training(args, build_model=lambda: stage.build(args), dataset=dataset,
-                        sample_images=np.asarray(sample), render_samples=stage.render(args),
+                        sample_images=sample_crop(sample), render_samples=stage.render(args),
                         save_weights=save, extra_callbacks=stage.callbacks(args))
-
-
-def assemble_kind(decom: str | Path, restoration: str | Path, adjust: str | Path) -> KinD:
-    """A built KinD enhancer from the three stages' final network weights."""
-    kind = KinD()
-    kind.build()
-    kind.decom_net.load_weights(str(decom))
-    kind.restoration_net.load_weights(str(restoration))
-    kind.adjust_net.load_weights(str(adjust))
-    return kind
 
 
 def run_kind(args: argparse.Namespace) -> KinD:
@@ -224,12 +178,12 @@ def run_kind(args: argparse.Namespace) -> KinD:
             continue
         defaults = {"epochs": stage.epochs, "batch_size": stage.batch_size, "patch_size": stage.patch_size,
                     "lr": stage.learning_rate, "sample_every": stage.sample_every}
-        values = {key: defaults[key] if getattr(args, key) is None else getattr(args, key)
+        values = {key: defaults[key] if getattr(args, key) is EACH_STAGES_OWN else getattr(args, key)
                   for key in _SHARED_STAGE_FLAGS}
         print(f"=== KinD stage {stage.name}: {values}")
         run_stage(argparse.Namespace(**{**vars(args), **values, "run_dir": str(stage_dir),
                                         "decom_weights": str(finals["decom"])}), stage)
-    kind = assemble_kind(finals["decom"], finals["restoration"], finals["adjust"])
+    kind = convert_checkpoints(finals["decom"], finals["restoration"], finals["adjust"])
     out = save_weights_atomically(kind, run_dir / KIND_WEIGHTS)
     print(f"KinD enhancer weights: {out} (llie enhance --model kind --weights {out})")
     return kind
@@ -270,26 +224,12 @@ def _add_decom_weights_flag(parser: argparse.ArgumentParser) -> None:
                              "official checkpoint/ (or checkpoint/decom_net_train/) folder")
 
 
-def _restate_flag(parser: argparse.ArgumentParser, dest: str, **attributes) -> None:
-    """Changes a chassis flag's default/help where KinD differs (argparse has no public way to do it)."""
-    for action in parser._actions:
-        if action.dest == dest:
-            for name, value in attributes.items():
-                setattr(action, name, value)
-
-
-_STEPS_HELP = "batches per epoch (default: training pairs // batch size, the scripts' numBatch)"
-
-
 def _stage_arguments(stage: Stage, *extra: Callable[[argparse.ArgumentParser], None]):
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         add_training_arguments(parser, epochs=stage.epochs, batch_size=stage.batch_size,
                                patch_size=stage.patch_size, learning_rate=stage.learning_rate,
                                model_name=f"kind-{stage.name}")
-        _restate_flag(parser, "steps_per_epoch", help=_STEPS_HELP)
-        _restate_flag(parser, "sample_every", default=stage.sample_every,
-                      help=f"epochs between TensorBoard sample images (default {stage.sample_every}, the "
-                           "script's eval_every_epoch)")
+        parser.set_defaults(sample_every=stage.sample_every)  # the script's eval_every_epoch
         _add_data_flags(parser)
         for add in extra:
             add(parser)
@@ -297,18 +237,25 @@ def _stage_arguments(stage: Stage, *extra: Callable[[argparse.ArgumentParser], N
     return add_arguments
 
 
+class _EachStagesOwn:
+    """The default of a shared training flag of `llie train kind`: each stage's own value (as --help says)."""
+
+    def __repr__(self) -> str:
+        return "each stage's own, see below"
+
+
+EACH_STAGES_OWN = _EachStagesOwn()
+
+
 def _add_kind_arguments(parser: argparse.ArgumentParser) -> None:
     add_training_arguments(parser, epochs=STAGES[0].epochs, batch_size=STAGES[0].batch_size,
                            patch_size=STAGES[0].patch_size, learning_rate=STAGES[0].learning_rate,
                            model_name="kind")
+    parser.set_defaults(**dict.fromkeys(_SHARED_STAGE_FLAGS, EACH_STAGES_OWN))
     per_stage = ", ".join(f"{s.name} {s.epochs}/{s.batch_size}/{s.patch_size}/{s.learning_rate:g}/{s.sample_every}"
                           for s in STAGES)
-    helps = {action.dest: action.help for action in parser._actions}
-    for dest in _SHARED_STAGE_FLAGS:
-        _restate_flag(parser, dest, default=None,
-                      help=f"{helps[dest].split(' (default')[0]}, for every stage (default: each stage's own)")
-    _restate_flag(parser, "steps_per_epoch", help=_STEPS_HELP)
-    parser.epilog = f"Per-stage defaults (epochs/batch/patch/lr/sample-every): {per_stage}."
+    parser.epilog = (f"Per-stage defaults of --epochs/--batch-size/--patch-size/--lr/--sample-every (a flag given "
+                     f"applies to every stage): {per_stage}.")
     _add_data_flags(parser)
     _add_restoration_flags(parser)
     _add_adjust_flags(parser)

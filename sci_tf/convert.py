@@ -24,7 +24,7 @@ import numpy as np
 from sci_tf.enhancer import SCIEnhancer
 from sci_tf.model import SCI
 from sci_tf.networks import CalibrateNetwork, EnhanceNetwork
-from train.callbacks import save_weights_atomically
+from train.callbacks import save_weights_atomically, weights_output_path
 from train.errors import WeightsMismatchError
 from train.torch_weights import assign_state_dict, read_state_dict
 
@@ -93,9 +93,6 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, target: str = "
     deployable part) or the full training model `SCI` ("full"). Returns `dst`."""
     if target not in ("enhancer", "full"):
         raise ValueError(f"target must be 'enhancer' or 'full', got {target!r}")
-    dst = Path(dst)
-    if not dst.name.endswith(".weights.h5"):
-        raise ValueError(f"{dst}: the output must end in .weights.h5")
     model = SCIEnhancer() if target == "enhancer" else SCI()
     load_state_dict(model, read_state_dict(src), source=str(src))
     return save_weights_atomically(model, dst)  # a failed conversion never leaves a half-written dst
@@ -116,16 +113,10 @@ def export_presets(reference_weights_dir: str | os.PathLike, out_dir: str | os.P
 # === CLI (`llie convert sci`) ===
 
 
-def _weights_file(value: str) -> str:
-    if not value.endswith(".weights.h5"):
-        raise argparse.ArgumentTypeError(f"{value}: the output must end in .weights.h5")
-    return value
-
-
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `llie convert sci SRC --out DST.weights.h5 [--full]`."""
     parser.add_argument("src", help="original checkpoint: weights/<name>.pt or <name>_state_dict.npz")
-    parser.add_argument("--out", required=True, type=_weights_file, help="output file, must end in .weights.h5")
+    parser.add_argument("--out", required=True, type=weights_output_path, help="output file, must end in .weights.h5")
     parser.add_argument("--full", action="store_true",
                         help="convert the whole training network (SCI: enhance + calibrate) instead of the "
                              "SCIEnhancer only")

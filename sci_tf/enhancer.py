@@ -11,7 +11,7 @@ import keras
 from keras import ops
 
 from sci_tf.networks import EnhanceNetwork
-from train.errors import WeightsMismatchError
+from train.callbacks import load_weights_file
 
 
 @keras.saving.register_keras_serializable(package="sci_tf")
@@ -75,14 +75,9 @@ class SCIEnhancer(keras.Model):
         """An enhancer of the default architecture loaded from a `.weights.h5` file of an SCIEnhancer (from
         `llie convert sci`, a preset, a training run's final.weights.h5) or of a full `SCI` (same `enhance/`
         layout; the calibration weights are not used). `WeightsMismatchError` if it does not fit."""
-        if not os.path.isfile(path):
-            raise WeightsMismatchError(f"{path}: no such weights file")
         model = cls()
         model.build()
-        try:
-            model.load_weights(os.fspath(path))
-        except (ValueError, OSError, KeyError) as err:
-            raise WeightsMismatchError(f"{path}: not SCIEnhancer weights ({err})") from err
+        load_weights_file(model, path, "SCIEnhancer")
         return model
 
     # === Config ===

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import keras
@@ -17,9 +18,13 @@ from train.callbacks import (
     AtomicWeightsCheckpoint,
     TensorBoardImages,
     TensorBoardScalars,
+    load_weights_file,
+    read_weights_attributes,
     save_weights_atomically,
     training_callbacks,
+    weights_output_path,
 )
+from train.errors import WeightsMismatchError
 
 
 def decode_images(value: np.ndarray) -> np.ndarray:
@@ -165,3 +170,45 @@ def test_weights_paths_must_be_weights_h5(tmp_path):
         AtomicWeightsCheckpoint(tmp_path / "last.h5")
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
         save_weights_atomically(build_toy(), tmp_path / "final.keras")
+    assert weights_output_path("out/model.weights.h5") == "out/model.weights.h5"
+    with pytest.raises(argparse.ArgumentTypeError, match=r"model\.h5: the output must end in \.weights\.h5"):
+        weights_output_path("model.h5")
+
+
+def test_recorded_attributes_round_trip_and_survive_a_failed_save(tmp_path):
+    path = tmp_path / "final.weights.h5"
+    recorded = {"flag": True, "missing": "restoration,adjust", "count": 3}
+    save_weights_atomically(build_toy(), path, attributes=recorded)
+    assert read_weights_attributes(path) == recorded
+    assert type(read_weights_attributes(path)["flag"]) is bool  # a Python value, not numpy's
+    def disk_full(_model, _tmp):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_weights_atomically(build_toy(), path, disk_full, attributes={"flag": False})
+    assert read_weights_attributes(path) == recorded and os.listdir(tmp_path) == ["final.weights.h5"]
+    save_weights_atomically(build_toy(), tmp_path / "plain.weights.h5")
+    assert read_weights_attributes(tmp_path / "plain.weights.h5") == {}
+    (tmp_path / "junk.weights.h5").write_bytes(b"not hdf5")
+    with pytest.raises(WeightsMismatchError, match=r"junk\.weights\.h5: not a Keras \.weights\.h5 file"):
+        read_weights_attributes(tmp_path / "junk.weights.h5")
+    with pytest.raises(WeightsMismatchError, match=r"absent\.weights\.h5: no such weights file"):
+        read_weights_attributes(tmp_path / "absent.weights.h5")
+
+
+def test_load_weights_file_errors_are_one_line_naming_the_file(tmp_path):
+    model = build_toy()
+    save_weights_atomically(model, tmp_path / "toy.weights.h5")
+    loaded = build_toy()
+    load_weights_file(loaded, tmp_path / "toy.weights.h5", "toy")
+    for got, want in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2), keras.layers.Dense(3)])
+    other.save_weights(str(tmp_path / "other.weights.h5"))
+    (tmp_path / "junk.weights.h5").write_bytes(b"not hdf5")
+    for name in ("other", "junk"):
+        with pytest.raises(WeightsMismatchError, match=rf"{name}\.weights\.h5: not toy weights \(") as error:
+            load_weights_file(build_toy(), tmp_path / f"{name}.weights.h5", "toy")
+        assert "\n" not in str(error.value)
+    with pytest.raises(WeightsMismatchError, match=r"absent\.weights\.h5: no such weights file"):
+        load_weights_file(build_toy(), tmp_path / "absent.weights.h5", "toy")

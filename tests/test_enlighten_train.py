@@ -15,7 +15,7 @@ from keras.src.utils import file_utils as keras_file_utils
 from enlighten_tf import train_command
 from enlighten_tf.convert import load_discriminator, load_generator
 from enlighten_tf.discriminators import GlobalDiscriminator, LocalDiscriminator
-from enlighten_tf.enhancer import build_enhancer, read_weights_attributes
+from enlighten_tf.enhancer import ALIGN_CORNERS_ATTRIBUTE, FROM_UPSTREAM_ATTRIBUTE, build_enhancer
 from enlighten_tf.generator import Generator
 from enlighten_tf.layers import padding_amounts, reflect_pad
 from enlighten_tf.model import EnlightenGAN, build_sfp_extractor, darken, extract_patches, random_patch_offsets
@@ -24,6 +24,7 @@ from enlighten_tf.train_command import TRAIN_COMMAND, training_dataset
 from tests.image_folders import coded_image, save
 from tests.reference import reference, reference_path
 from train import cli
+from train.callbacks import read_weights_attributes
 from train.errors import DatasetLayoutError, NotAvailableError, WeightsMismatchError
 from train.fit import precision_policy
 
@@ -263,7 +264,8 @@ def test_llie_train_enlightengan_exits_0_with_logs_and_the_recorded_mode(tmp_pat
     final = run_dir / "final.weights.h5"
     enhancer = build_enhancer(weights=final)
     assert enhancer.generator.align_corners is False and enhancer.license_notice is None
-    assert read_weights_attributes(run_dir / "last.weights.h5") == (False, False)
+    assert read_weights_attributes(run_dir / "last.weights.h5") == {ALIGN_CORNERS_ATTRIBUTE: False,
+                                                                    FROM_UPSTREAM_ATTRIBUTE: False}
     images = np.random.default_rng(2).uniform(0, 1, (1, 32, 48, 3)).astype(np.float32)
     assert np.abs(enhancer(images) - build_enhancer(align_corners=False)(images)).max() > 1e-4  # trained weights
     with pytest.raises(WeightsMismatchError, match="trained with align_corners=False"):

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kind_tf.convert import convert_all, convert_checkpoints, load_tf1_checkpoint, missing_networks
-from kind_tf.networks import DecomNet, IlluminationAdjustNet
+from kind_tf.convert import convert_all, convert_checkpoints, load_network, load_tf1_checkpoint, missing_networks
+from kind_tf.networks import DecomNet, IlluminationAdjustNet, RestorationNet
 from kind_tf.pipeline import KinD
-from kind_tf.train_commands import load_decom_weights
 from kind_tf.spec import SPEC
 from tests.reference import reference_path
 from train.cli import main
@@ -163,9 +162,27 @@ def test_allow_partial_converts_the_official_subset_and_marks_the_file(tmp_path,
         SPEC.build_enhancer(weights=str(out))
     decom = DecomNet()
     decom(np.zeros((1, 4, 4, 3), np.float32))
-    load_decom_weights(decom, out)
+    load_network(decom, out)
     for got, want in zip(decom.get_weights(), kind.decom_net.get_weights()):
         np.testing.assert_array_equal(got, want)
+    restoration = RestorationNet()
+    restoration.build()
+    with pytest.raises(WeightsMismatchError, match="kind_partial.weights.h5: converted with --allow-partial "
+                                                   "without the Restoration_net"):
+        load_network(restoration, out)
+    # The same file as a per-net source of `llie convert kind`: its adjust net, the others from elsewhere.
+    completed = tmp_path / "kind_completed.weights.h5"
+    assert main(["convert", "kind", "--decom", str(out), "--adjust", str(out), "--restoration",
+                 str(_official("Restoration_net_train_synthetic")), "--out", str(completed)]) == 0
+    assert missing_networks(completed) == ()
+    again = KinD()
+    again.build()
+    again.load_weights(str(completed))
+    for got, want in zip(again.adjust_net.get_weights(), kind.adjust_net.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert main(["convert", "kind", "--restoration", str(out), "--checkpoint-dir", str(official_repo_layout),
+                 "--out", str(tmp_path / "refused.weights.h5")]) == 1
+    assert "converted with --allow-partial without the Restoration_net" in capsys.readouterr().err
     assert main(["convert", "kind", "--out", str(tmp_path / "none.weights.h5"), "--allow-partial"]) == 1
     assert "no network to convert" in capsys.readouterr().err
 
@@ -186,7 +203,7 @@ def test_a_trained_network_file_completes_the_official_subset(tmp_path, official
     adjust = IlluminationAdjustNet()
     adjust([np.zeros((1, 4, 4, 1), np.float32)] * 2)
     adjust.save_weights(str(tmp_path / "adjust.weights.h5"))
-    with pytest.raises(WeightsMismatchError, match="adjust.weights.h5: not Restoration_net weights"):
+    with pytest.raises(WeightsMismatchError, match="adjust.weights.h5: not Restoration_net or KinD weights"):
         convert_checkpoints(restoration_dir=tmp_path / "adjust.weights.h5")
 
 

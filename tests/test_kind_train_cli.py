@@ -8,11 +8,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from kind_tf.convert import convert_checkpoints, load_network
 from kind_tf import train_commands
 from kind_tf.networks import DecomNet
 from kind_tf.pipeline import KinD
 from kind_tf.train_commands import STAGES as TRAIN_STAGES
-from kind_tf.train_commands import assemble_kind, load_decom_weights, restoration_learning_rate, stretch_whole_image
+from kind_tf.train_commands import restoration_learning_rate, stretch_whole_image
 from tests.reference import reference_path
 from train import registry
 from train.cli import build_parser, main
@@ -106,7 +107,7 @@ def test_stage_commands_default_to_the_original_scripts(stage, tmp_path):
 def test_kind_command_runs_each_stage_with_its_original_defaults(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(train_commands, "run_stage", lambda args, stage: seen.setdefault(stage.name, args))
-    monkeypatch.setattr(train_commands, "assemble_kind", lambda *paths: KinD())
+    monkeypatch.setattr(train_commands, "convert_checkpoints", lambda *paths: KinD())
     monkeypatch.setattr(train_commands, "save_weights_atomically", lambda model, path: path)
     args = build_parser().parse_args(["train", "kind", "--data", str(tmp_path), "--run-dir", str(tmp_path)])
     train_commands.run_kind(args)
@@ -164,7 +165,7 @@ def test_kind_weights_load_in_the_enhancer(kind_run):
     enhanced = np.asarray(enhancer(image))
     assert enhanced.shape == image.shape and 0.0 <= enhanced.min() and enhanced.max() <= 1.0
     stages = [kind_run / stage / FINAL_WEIGHTS for stage in STAGES]
-    np.testing.assert_array_equal(enhanced, np.asarray(assemble_kind(*stages)(image)))
+    np.testing.assert_array_equal(enhanced, np.asarray(convert_checkpoints(*stages)(image)))
     fresh = KinD()
     fresh.build()
     assert np.abs(enhanced - np.asarray(fresh(image))).max() > 1e-3
@@ -185,7 +186,7 @@ def test_frozen_stages_need_a_decom_net(lol):
         assert exit_info.value.code == 2
 
 
-def test_load_decom_weights_accepts_every_format(kind_run, tmp_path):
+def test_decom_weights_accept_every_format(kind_run, tmp_path):
     def fresh() -> DecomNet:
         net = DecomNet()
         net(np.zeros((1, 4, 4, 3), np.float32))
@@ -194,18 +195,18 @@ def test_load_decom_weights_accepts_every_format(kind_run, tmp_path):
     trained = fresh()
     trained.load_weights(str(kind_run / "decom" / FINAL_WEIGHTS))
     from_kind = fresh()
-    load_decom_weights(from_kind, kind_run / "kind.weights.h5")
+    load_network(from_kind, kind_run / "kind.weights.h5")
     for got, want in zip(from_kind.get_weights(), trained.get_weights()):
         np.testing.assert_array_equal(got, want)
     checkpoints = reference_path("kind", "checkpoints")
     from_root, from_folder = fresh(), fresh()
-    load_decom_weights(from_root, checkpoints)
-    load_decom_weights(from_folder, checkpoints / "decom_net_train")
+    load_network(from_root, checkpoints)
+    load_network(from_folder, checkpoints / "decom_net_train")
     for got, want in zip(from_root.get_weights(), from_folder.get_weights()):
         np.testing.assert_array_equal(got, want)
     assert np.abs(from_root.get_weights()[0] - trained.get_weights()[0]).max() > 0
     (tmp_path / "junk.weights.h5").write_bytes(b"not hdf5")
     with pytest.raises(WeightsMismatchError, match="junk.weights.h5"):
-        load_decom_weights(fresh(), tmp_path / "junk.weights.h5")
+        load_network(fresh(), tmp_path / "junk.weights.h5")
     with pytest.raises(WeightsMismatchError, match="missing.weights.h5"):
-        load_decom_weights(fresh(), tmp_path / "missing.weights.h5")
+        load_network(fresh(), tmp_path / "missing.weights.h5")

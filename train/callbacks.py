@@ -1,4 +1,5 @@
-"""Callbacks every trainer shares: TensorBoard sample images, atomic weight checkpoints, resume after a crash.
+"""Callbacks every trainer shares: TensorBoard sample images, atomic weight checkpoints, resume after a crash;
+and the project's one way to write, read and load a `.weights.h5` file.
 
 `training_callbacks(run_dir, ...)` assembles the standard list that `train.fit.run_training` hands to
 `model.fit`; the classes are usable on their own.
@@ -10,15 +11,18 @@ TensorFlow 2.21 no longer installs the `tensorboard` package that `tf.summary.sc
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import keras
+import h5py
 import numpy as np
 import tensorflow as tf
 
 from train.io import atomic_output
+from train.errors import WeightsMismatchError
 
 # (model, images float32 NHWC [0,1]) -> rendered images NHWC in [0,1] (any float dtype; cast here).
 RenderFn = Callable[[keras.Model, tf.Tensor], tf.Tensor]
@@ -58,9 +62,24 @@ def default_render(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
     return model(images, training=False)
 
 
-def save_weights_atomically(model: keras.Model, path: str | os.PathLike, save_fn: SaveFn | None = None) -> Path:
+# === Weights files ===
+
+# Attribute values recorded in a .weights.h5 (HDF5 root attributes), e.g. how the weights were made.
+AttributeValue = bool | int | float | str
+
+
+def weights_output_path(text: str) -> str:
+    """argparse `type=` of an output weights path: it must end in .weights.h5 (Keras picks the format from it)."""
+    if not text.endswith(".weights.h5"):
+        raise argparse.ArgumentTypeError(f"{text}: the output must end in .weights.h5 (Keras' weights format)")
+    return text
+
+
+def save_weights_atomically(model: keras.Model, path: str | os.PathLike, save_fn: SaveFn | None = None, *,
+                            attributes: Mapping[str, AttributeValue] | None = None) -> Path:
     """Writes `model`'s weights to `path` (a .weights.h5) through a temp file beside it + os.replace
-    (`train.io.atomic_output`; the file gets the usual permissions, 0o666 minus the umask).
+    (`train.io.atomic_output`; the file gets the usual permissions, 0o666 minus the umask), with `attributes`
+    recorded in the file (read back by `read_weights_attributes`).
 
     A crash or a failing `save_fn(model, tmp_path)` leaves any previous file at `path` untouched and no temp
     file behind; the exception propagates.
@@ -82,9 +101,38 @@ def save_weights_atomically(model: keras.Model, path: str | os.PathLike, save_fn
 
 class TensorBoardImages(keras.callbacks.Callback):
     """Writes `render(model, images)` every `every` epochs, and the inputs once per run, as TensorBoard images.
+        if attributes:
+            with h5py.File(tmp, "a") as file:
+                file.attrs.update(attributes)
 
     Args:
         log_dir: the run's TensorBoard folder; images go to `<log_dir>/images`.
+def read_weights_attributes(path: str | os.PathLike) -> dict[str, AttributeValue]:
+    """The attributes `save_weights_atomically` recorded in a .weights.h5 ({} when none were);
+    `WeightsMismatchError` naming the file when it is missing or not HDF5."""
+    if not os.path.isfile(path):
+        raise WeightsMismatchError(f"{path}: no such weights file")
+    try:
+        with h5py.File(path, "r") as file:
+            stored = dict(file.attrs)
+    except OSError as err:
+        raise WeightsMismatchError(f"{path}: not a Keras .weights.h5 file (not HDF5)") from err
+    return {name: value.decode() if isinstance(value, bytes) else value.item() if isinstance(value, np.generic)
+            else value for name, value in stored.items()}
+
+
+def load_weights_file(model: keras.Model, path: str | os.PathLike, what: str) -> None:
+    """Loads the .weights.h5 at `path` into the built `model`; a one-line `WeightsMismatchError` naming the file
+    when it is missing or does not fit ("PATH: not <what> weights (<Keras' first line>)")."""
+    if not os.path.isfile(path):
+        raise WeightsMismatchError(f"{path}: no such weights file")
+    try:
+        model.load_weights(os.fspath(path))
+    except (ValueError, OSError, KeyError) as err:  # how Keras and h5py report a foreign or corrupt file
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise WeightsMismatchError(f"{path}: not {what} weights ({reason})") from err
+
+
         images: float32 NHWC in [0,1], a handful of fixed samples (kept small: they are rendered eagerly).
         render: `(model, images) -> NHWC [0,1]`; defaults to `model(images, training=False)`.
         every: epochs between renders (epoch e is written when (e + 1) % every == 0, and at the last epoch).
