@@ -33,6 +33,10 @@ class KinD(keras.Model):
     The networks may be passed in (a trainer's own instances, so trained weights are shared, not copied).
     """
 
+    # The enhancer contract's licence to ship with exports: none, KinD's weights carry no licence (users convert
+    # their own copy; none ship with this project).
+    license_notice = None
+
     def __init__(
         self,
         mode: str = "evaluate",

@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 from pathlib import Path
 from typing import Mapping
 
 import keras
 import numpy as np
 
-from sci_tf.enhancer import SCIEnhancer
+from sci_tf.enhancer import FROM_AUTHORS_ATTRIBUTE, SCIEnhancer
 from sci_tf.model import SCI
 from sci_tf.networks import CalibrateNetwork, EnhanceNetwork
+from sci_tf.presets import LICENSE_FILE, LICENSE_NOTICE, PRESETS, WEIGHTS_DIR
 from train.callbacks import save_weights_atomically, weights_output_path
 from train.errors import WeightsMismatchError
+from train.export import ship_license_notice
 from train.torch_weights import assign_state_dict, read_state_dict
 
 
@@ -90,24 +91,24 @@ def load_state_dict(model: SCI | SCIEnhancer, state: Mapping[str, np.ndarray], *
 
 def convert_file(src: str | os.PathLike, dst: str | os.PathLike, target: str = "enhancer") -> Path:
     """Converts an original checkpoint into `dst` (.weights.h5) for an `SCIEnhancer` ("enhancer", the
-    deployable part) or the full training model `SCI` ("full"). Returns `dst`."""
+    deployable part) or the full training model `SCI` ("full"), recording that the weights are the authors'
+    (`SCIEnhancer.from_weights` reads it back: their licence travels on). Returns `dst`."""
     if target not in ("enhancer", "full"):
         raise ValueError(f"target must be 'enhancer' or 'full', got {target!r}")
     model = SCIEnhancer() if target == "enhancer" else SCI()
     load_state_dict(model, read_state_dict(src), source=str(src))
-    return save_weights_atomically(model, dst)  # a failed conversion never leaves a half-written dst
+    # Atomic: a failed conversion never leaves a half-written dst.
+    return save_weights_atomically(model, dst, attributes={FROM_AUTHORS_ATTRIBUTE: True})
 
 
 def export_presets(reference_weights_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> None:
     """Regenerates the shipped presets: `<name>_state_dict.npz` → `sci_tf/weights/<name>.weights.h5` (enhancer
     weights only), plus the MIT licence file that must travel with them."""
-    from sci_tf.presets import LICENSE_FILE, PRESETS, WEIGHTS_DIR
-
     source = Path(reference_weights_dir)
     target = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     for name, preset in PRESETS.items():
-        convert_file(source / f"{name}_state_dict.npz", target / preset["file"], target="enhancer")
-    shutil.copyfile(source / LICENSE_FILE, target / LICENSE_FILE)
+        converted = convert_file(source / f"{name}_state_dict.npz", target / preset["file"], target="enhancer")
+    ship_license_notice(source / LICENSE_FILE, converted)
 
 
 # === CLI (`llie convert sci`) ===
@@ -116,13 +117,17 @@ def export_presets(reference_weights_dir: str | os.PathLike, out_dir: str | os.P
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `llie convert sci SRC --out DST.weights.h5 [--full]`."""
     parser.add_argument("src", help="original checkpoint: weights/<name>.pt or <name>_state_dict.npz")
-    parser.add_argument("--out", required=True, type=weights_output_path, help="output file, must end in .weights.h5")
+    parser.add_argument("--out", required=True, type=weights_output_path,
+                        help=f"output file, must end in .weights.h5; the authors' {LICENSE_FILE} is written "
+                             "beside it")
     parser.add_argument("--full", action="store_true",
                         help="convert the whole training network (SCI: enhance + calibrate) instead of the "
                              "SCIEnhancer only")
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    """`llie convert sci SRC --out DST.weights.h5 [--full]`: the weights and the authors' MIT licence beside."""
     out = convert_file(args.src, args.out, target="full" if args.full else "enhancer")
-    print(f"wrote {out}")
+    notice = ship_license_notice(LICENSE_NOTICE, out)
+    print(f"wrote {out} and its licence {notice}")
     return 0

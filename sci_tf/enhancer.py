@@ -6,12 +6,17 @@ At test time SCI drops the self-calibration module: r = clamp(x / EnhanceNetwork
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import keras
 from keras import ops
 
 from sci_tf.networks import EnhanceNetwork
-from train.callbacks import load_weights_file
+from sci_tf.presets import LICENSE_NOTICE, preset_weights_path
+from train.callbacks import load_weights_file, read_weights_attributes
+
+# HDF5 attribute of a .weights.h5 made from the authors' weights (`llie convert sci`, the presets).
+FROM_AUTHORS_ATTRIBUTE = "sci_from_authors"
 
 
 @keras.saving.register_keras_serializable(package="sci_tf")
@@ -22,16 +27,26 @@ class SCIEnhancer(keras.Model):
     per-image finetuning uses batch statistics). `return_illumination=True` also returns the illumination
     i ∈ [1e-4, 1] (same shape): `(enhanced, illumination)`.
 
-    `fused()` gives the inference form that `llie enhance`, `llie export` and the benchmark run: the same
+    `fuse()` gives the inference form that `llie enhance`, `llie export` and the benchmark run: the same
     network with the BatchNorm folded into its convolution (`fused=True`; inference only).
+
+    `from_authors`: the weights derive from the authors' release (the presets, an original state dict); their
+    MIT notice, `license_notice`, then travels with anything converted or exported from them.
     """
 
-    def __init__(self, channels: int = 3, num_layers: int = 1, fused: bool = False, **kwargs):
+    def __init__(self, channels: int = 3, num_layers: int = 1, fused: bool = False, from_authors: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
         self.num_layers = num_layers
         self.fused = fused
+        self.from_authors = bool(from_authors)
         self.enhance = EnhanceNetwork(channels, num_layers, norm_folded=fused, name="enhance")
+
+    @property
+    def license_notice(self) -> Path | None:
+        """The licence file that must travel with these weights (None: not derived from the authors')."""
+        return LICENSE_NOTICE if self.from_authors else None
 
     def build(self, input_shape=(None, None, None, 3)):
         self.enhance.build(input_shape)
@@ -55,7 +70,8 @@ class SCIEnhancer(keras.Model):
             return self
         if not self.built:
             self.build()
-        fused = SCIEnhancer(self.channels, self.num_layers, fused=True, name=f"{self.name}_fused")
+        fused = SCIEnhancer(self.channels, self.num_layers, fused=True, from_authors=self.from_authors,
+                            name=f"{self.name}_fused")
         fused.build()
         source, target = self.enhance, fused.enhance
         for layer in ("in_conv", "out_conv"):
@@ -66,16 +82,16 @@ class SCIEnhancer(keras.Model):
     @classmethod
     def from_preset(cls, preset: str = "medium") -> "SCIEnhancer":
         """The authors' weights for `preset` ∈ {"easy", "medium", "difficult"} (MIT; see `sci_tf.presets`)."""
-        from sci_tf.presets import preset_weights_path
-
         return cls.from_weights(preset_weights_path(preset))
 
     @classmethod
     def from_weights(cls, path: str | os.PathLike) -> "SCIEnhancer":
         """An enhancer of the default architecture loaded from a `.weights.h5` file of an SCIEnhancer (from
         `llie convert sci`, a preset, a training run's final.weights.h5) or of a full `SCI` (same `enhance/`
-        layout; the calibration weights are not used). `WeightsMismatchError` if it does not fit."""
-        model = cls()
+        layout; the calibration weights are not used); `from_authors` as the file records it (`llie convert
+        sci` and the presets do). `WeightsMismatchError` if it does not fit."""
+        from_authors = bool(read_weights_attributes(path).get(FROM_AUTHORS_ATTRIBUTE, False))
+        model = cls(from_authors=from_authors)
         model.build()
         load_weights_file(model, path, "SCIEnhancer")
         return model
@@ -83,4 +99,4 @@ class SCIEnhancer(keras.Model):
     # === Config ===
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "num_layers": self.num_layers,
-                "fused": self.fused}
+                "fused": self.fused, "from_authors": self.from_authors}

@@ -6,7 +6,9 @@ Licence: the original code and weights are under the MIT License, "Copyright (c)
 
 How the files were produced: `sci_tf.convert.export_presets(<reference>/sci/weights)` converted the authors'
 `weights/{easy,medium,difficult}.pt` (via their byte-identical numpy twins `<name>_state_dict.npz`) into
-`sci_tf/weights/<name>.weights.h5`, keeping only the EnhanceNetwork (what test.py deploys; ~2 KB of weights).
+`sci_tf/weights/<name>.weights.h5`, keeping only the EnhanceNetwork (what test.py deploys; ~2 KB of weights),
+and recorded in each file that the weights are the authors' (`SCIEnhancer.license_notice`: the notice then
+travels with `llie convert` and `llie export` outputs).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from train.errors import NotAvailableError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 LICENSE_FILE = "LICENSE-SCI-MIT.txt"
+# The notice that travels with anything made from the authors' weights (`SCIEnhancer.license_notice`).
+LICENSE_NOTICE = WEIGHTS_DIR / LICENSE_FILE
 DEFAULT_PRESET = "medium"
 PRESETS = {
     "easy": {"file": "easy.weights.h5", "description": "the authors' weights for mildly dark scenes"},

@@ -25,8 +25,8 @@ def build_enhancer(preset: str | None = None, weights: str | os.PathLike | None 
         raise NotAvailableError("SCI: give a preset or a weights file, not both")
     if weights is None:
         enhancer = SCIEnhancer.from_preset(preset or DEFAULT_PRESET)
-    elif Path(weights).suffix in _ORIGINAL_SUFFIXES:
-        enhancer = SCIEnhancer()
+    elif Path(weights).suffix in _ORIGINAL_SUFFIXES:  # the authors' format: their licence travels on
+        enhancer = SCIEnhancer(from_authors=True)
         load_state_dict(enhancer, read_state_dict(weights), source=str(weights))
     else:
         enhancer = SCIEnhancer.from_weights(weights)

@@ -138,7 +138,9 @@ def test_convert_with_an_explicit_upsampling_mode(tmp_path, fixture, checkpoint_
     assert cli.main(["export", "--model", "enlightengan", "--weights", str(out), "-o", str(exported)]) == 0
     serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
     np.testing.assert_allclose(serve(image=tf.constant(x))["enhanced"], want, atol=ATOL)
-    assert (exported.parent / LICENSE_NOTICE.name).is_file()  # converted from upstream: the licence travels
+    # Converted from upstream: the licence travels, inside the SavedModel folder (it is copied as a whole).
+    assert (exported / LICENSE_NOTICE.name).read_text() == LICENSE_NOTICE.read_text()
+    assert not (exported.parent / LICENSE_NOTICE.name).exists()
 
 
 def test_bench_loads_the_calibrated_statistics_of_a_fixture_npz(fixture):

@@ -67,9 +67,9 @@ def deployed(tmp_path_factory):
 
 def test_cli_runs_succeed_and_ship_the_licence(deployed):
     assert all(status == 0 for status, _ in deployed.runs.values()), deployed.runs
-    for artefact in (deployed.weights, deployed.savedmodel, deployed.tflite):
-        notice = artefact.parent / LICENSE_NOTICE.name
-        assert notice.read_text() == LICENSE_NOTICE.read_text(), artefact
+    # Beside a file, inside a SavedModel folder (copied as a whole).
+    for notice in (deployed.weights.parent, deployed.savedmodel, deployed.tflite.parent):
+        assert (notice / LICENSE_NOTICE.name).read_text() == LICENSE_NOTICE.read_text(), notice
     assert "serving_default: image float32 [N,H,W,3] -> enhanced float32 [N,H,W,3]" in deployed.runs["savedmodel"][1]
 
 

@@ -32,6 +32,8 @@ class ToyEnhancer(keras.Model):
 
     The middle conv has ≥ 1024 weights, the converter's threshold for dynamic-range quantization of a tensor."""
 
+    license_notice = None  # the enhancer contract: no licence travels with these weights
+
     def __init__(self, use_ratio: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.use_ratio = use_ratio
@@ -229,7 +231,8 @@ def test_cli_exports_savedmodel_and_tflite(toy, tmp_path, capsys):
     assert str(out / "m.tflite") in printed and "[1,H,W,3]" in printed
     images = _images((1, 16, 24, 3))
     np.testing.assert_allclose(TFLiteEnhancer(out / "m.tflite")(images), toy(images).numpy(), atol=1e-4)
-    assert sorted(os.listdir(out)) == ["m.tflite", "sm"]  # no temporary leftovers
+    assert sorted(os.listdir(out)) == ["m.tflite", "sm"]  # no temporary leftovers, no licence notice
+    assert "licence" not in printed and not [name for name in os.listdir(out / "sm") if "LICENSE" in name]
 
 
 def test_cli_dynamic_quantization_says_what_it_quantized(toy, tmp_path, capsys):
@@ -364,6 +367,16 @@ def test_sci_cli_tflite_any_size_builtin_ops_only(sci_cli):
     ops = runner.ops()
     assert "CONV_2D" in ops and set(ops) <= builtin, ops  # no Flex (Flex...) and no custom op
     assert not [op for op in ops if op.startswith("Flex")]
+
+
+def test_sci_cli_ships_the_mit_notice_inside_the_savedmodel_and_beside_the_tflite(sci_cli):
+    from sci_tf.presets import LICENSE_NOTICE
+
+    savedmodel, tflite = sci_cli["savedmodel"][0], sci_cli["none"][0]
+    for notice, (_, out, _) in ((savedmodel / LICENSE_NOTICE.name, sci_cli["savedmodel"]),
+                                (tflite.parent / LICENSE_NOTICE.name, sci_cli["none"])):
+        assert notice.read_text() == LICENSE_NOTICE.read_text() and f"licence of the weights: {notice}" in out
+    assert "Copyright (c) 2022 Tengyu Ma" in LICENSE_NOTICE.read_text()
 
 
 def test_sci_cli_dynamic_quantization_is_reported_as_a_no_op(sci_cli):

@@ -7,8 +7,10 @@ import pytest
 from sci_tf.convert import convert_file, load_state_dict, read_state_dict
 from sci_tf.enhancer import SCIEnhancer
 from sci_tf.model import SCI
-from sci_tf.presets import LICENSE_FILE, PRESETS, WEIGHTS_DIR, preset_weights_path
+from sci_tf.presets import LICENSE_FILE, LICENSE_NOTICE, PRESETS, WEIGHTS_DIR, preset_weights_path
+from sci_tf.spec import build_enhancer
 from tests.reference import reference, reference_path
+from train.callbacks import save_weights_atomically
 from train.cli import main
 from train.errors import WeightsMismatchError
 
@@ -90,6 +92,23 @@ def test_convert_file_and_cli(tmp_path):
     other.save_weights(str(tmp_path / "other.weights.h5"))
     with pytest.raises(WeightsMismatchError, match="other.weights.h5: not SCIEnhancer weights"):
         SCIEnhancer.from_weights(tmp_path / "other.weights.h5")
+
+
+def test_the_authors_licence_travels_with_their_weights(tmp_path, capsys):
+    """`llie convert sci` writes the MIT notice beside its output and records the origin in the file, so the
+    enhancer of a converted file, a preset, an original state dict, and their fused forms all carry the notice
+    (which `llie export` ships); weights of one's own training carry none."""
+    source = reference_path("sci", "weights/easy_state_dict.npz")
+    out = tmp_path / "converted" / "easy.weights.h5"
+    assert main(["convert", "sci", str(source), "--out", str(out)]) == 0
+    notice = out.parent / LICENSE_FILE
+    assert notice.read_text() == LICENSE_NOTICE.read_text() and f"its licence {notice}" in capsys.readouterr().out
+    for enhancer in (SCIEnhancer.from_weights(out), SCIEnhancer.from_preset("easy"),
+                     build_enhancer(weights=str(source), fused=False), build_enhancer(preset="easy")):
+        assert enhancer.license_notice == LICENSE_NOTICE and enhancer.fuse().license_notice == LICENSE_NOTICE
+    own = save_weights_atomically(SCIEnhancer.from_weights(out), tmp_path / "trained.weights.h5")
+    assert SCIEnhancer.from_weights(own).license_notice is None and SCIEnhancer().license_notice is None
+    assert SCIEnhancer.from_config(SCIEnhancer.from_preset("easy").get_config()).license_notice == LICENSE_NOTICE
 
 
 def test_convert_file_replaces_the_output_atomically(tmp_path, monkeypatch):

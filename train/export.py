@@ -92,11 +92,14 @@ def _write_archive(enhancer: Any, path: str, endpoints: dict[str, tuple[Callable
 # === Licence notices ===
 
 
-def ship_license_notice(notice: str | os.PathLike, output: str | os.PathLike) -> Path:
-    """Copies the licence file `notice` beside `output` (a weights file, .tflite or SavedModel folder), written
-    atomically, for weights whose licence must travel with anything made from them. Returns the copy."""
-    notice = Path(notice)
-    target = Path(output).parent / notice.name
+def ship_license_notice(notice: str | os.PathLike | None, output: str | os.PathLike) -> Path | None:
+    """Copies the licence file `notice` (an enhancer's `license_notice`) to travel with `output`, written
+    atomically: INTO a SavedModel folder (a folder is copied as a whole), beside a file (.tflite, .weights.h5).
+    Returns the copy; None, writing nothing, when `notice` is None (weights without a licence obligation)."""
+    if notice is None:
+        return None
+    notice, output = Path(notice), Path(output)
+    target = (output if output.is_dir() else output.parent) / notice.name
     with atomic_output(target) as tmp:
         shutil.copyfile(notice, tmp)
     return target
@@ -207,14 +210,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Export a model's enhancer to a SavedModel folder (signatures serving_default: float32 [N,H,W,3] in [0,1]"
         " -> 'enhanced'; serving_uint8: uint8 -> uint8) or to a .tflite file (float32 [1,H,W,3], resize the"
-        " input to any H×W before allocate_tensors). Extra inputs (e.g. KinD's ratio) become named inputs.")
+        " input to any H×W before allocate_tensors). Extra inputs (e.g. KinD's ratio) become named inputs. Weights"
+        " whose licence must travel with them get their notice inside the folder or beside the file.")
     parser.add_argument("--model", default="sci", metavar="NAME",
                         help=f"model to export (default: sci; known: {', '.join(registry.names())})")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--preset", metavar="P", help="named pretrained weights of the model (default: the "
                          "model's default preset)")
-    weights.add_argument("--weights", metavar="PATH", help="a .weights.h5 file (e.g. from `llie train` or "
-                         "`llie convert`) instead of a preset")
+    weights.add_argument("--weights", metavar="PATH", help="a weights file or folder the model accepts (see llie "
+                         "convert; e.g. a .weights.h5 from `llie train` or `llie convert`) instead of a preset")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="savedmodel (a folder) or tflite (a file); default: tflite when -o ends in .tflite, "
                              "else savedmodel")
@@ -307,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"llie export: wrote {args.model} {fmt} to {output}")
     for line in lines:
         print(f"  signature {line}")
-    notice = getattr(enhancer, "license_notice", None)  # weights whose licence must travel with them
+    notice = ship_license_notice(enhancer.license_notice, output)  # the enhancer contract's licence
     if notice is not None:
-        print(f"  licence of the weights: {ship_license_notice(notice, output)}")
+        print(f"  licence of the weights: {notice}")
     return 0

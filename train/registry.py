@@ -4,10 +4,13 @@ Each model package exposes `SPEC: ModelSpec` in its `spec` module; built-in entr
 `llie --help` does not import TensorFlow and a broken model package only breaks its own commands. A fourth
 model is one `register(ModelSpec(...))` call (or one line in `_BUILTIN`).
 
-Enhancer contract (see DESIGN.md): `build_enhancer(preset=..., weights=...)` returns a `keras.Model` whose
-`call(image, **extras)` takes float32 NHWC in [0,1] of any H×W, batch ≥ 1, and returns the enhanced image in
-[0,1] with the same shape. Each `ExtraInput` is one float32 scalar per image, passed as a keyword tensor of
-shape (N,) (KinD's `ratio`).
+Enhancer contract (see ../shared/DESIGN.md): `build_enhancer(preset=..., weights=...)` returns a `keras.Model`
+whose `call(image, **extras)` takes float32 NHWC in [0,1] of any H×W, batch ≥ 1, and returns the enhanced image
+in [0,1] with the same shape. Each `ExtraInput` is one float32 scalar per image, passed as a keyword tensor of
+shape (N,) (KinD's `ratio`). The enhancer also has a `license_notice` attribute: the path of the licence file
+that must travel with anything converted or exported from its weights (SCI's presets and the authors' SCI or
+EnlightenGAN weights), or None when the weights carry no such obligation; `llie convert` and `llie export` ship
+it through `train.export.ship_license_notice`.
 """
 
 from __future__ import annotations
