@@ -59,26 +59,14 @@ def build_sfp_extractor(weights: str | os.PathLike | None) -> keras.Model:
     path = os.fspath(weights)
     with float32_policy():
         if path == "imagenet":
-            return _imagenet_sfp_vgg16()
+            try:
+                return sfp_vgg16("imagenet")
+            except NotAvailableError as err:  # offline: say which flag takes a local copy
+                raise NotAvailableError(f"{err}; for llie train enlightengan: --vgg-weights PATH (that file, or "
+                                        "upstream's vgg16.weight / an .npz of it)") from err
         if path.endswith(".h5"):
             return sfp_vgg16(path)
         return load_vgg16(sfp_vgg16(None), path)
-
-
-def _imagenet_sfp_vgg16() -> keras.Model:
-    """`sfp_vgg16("imagenet")`, with a failed download turned into a one-line `NotAvailableError` naming the way
-    out. Offline, Keras' `get_file` raises a bare `Exception` ("URL fetch failure on ..."); a socket or file
-    problem is an `OSError` (urllib's `URLError` is one)."""
-    try:
-        return sfp_vgg16("imagenet")
-    except Exception as err:  # noqa: BLE001 — narrowed just below
-        if not (isinstance(err, OSError) or type(err) is Exception):
-            raise  # a bug, not a download failure
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise NotAvailableError(f"the ImageNet VGG16 weights of the self feature preserving loss could not be "
-                                f"downloaded ({reason}); pass a local copy with --vgg-weights PATH (Keras' "
-                                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5, or upstream's vgg16.weight "
-                                "/ an .npz of it)") from err
 
 
 def darken(images_m11: tf.Tensor, key: tf.Tensor, probability: float = DARKEN_PROBABILITY) -> tf.Tensor:

@@ -4,8 +4,9 @@ Layers are named as in `keras.applications` (`block{b}_conv{c}`), so ImageNet we
 `relu{b}_{c}` is the output of `block{b}_conv{c}` (the convs carry their ReLU). Inputs are already preprocessed
 (see `caffe_preprocess`): float32 NHWC, any H×W.
 
-`weights`: "imagenet" (Keras downloads the Caffe-converted weights once; needs network), a path to a Keras
-`vgg16/vgg19 ... notop.h5` file or to a `.weights.h5` saved from this extractor, or None (random init: tests only).
+`weights`: "imagenet" (Keras downloads the Caffe-converted weights once; needs network: offline, a one-line
+`NotAvailableError`), a path to a Keras `vgg16/vgg19 ... notop.h5` file or to a `.weights.h5` saved from this
+extractor, or None (random init: tests only).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 
 import keras
 import tensorflow as tf
+
+from train.errors import NotAvailableError
 
 _BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 _FILTERS = (64, 128, 256, 512, 512)
@@ -32,6 +35,25 @@ def caffe_preprocess(images: tf.Tensor, *, input_range: tuple[float, float] = (0
     return x
 
 
+def _application(arch: str, weights: str) -> keras.Model:
+    """keras.applications' VGG without its top, with `weights` ("imagenet", downloaded once, or a notop .h5).
+
+    A failed download becomes a one-line `NotAvailableError` suggesting a local file. Offline, Keras' `get_file`
+    raises a bare `Exception` ("URL fetch failure on ..."); a socket or file problem is an `OSError` (urllib's
+    `URLError` is one); any other error is a bug and propagates.
+    """
+    app = keras.applications.VGG16 if arch == "vgg16" else keras.applications.VGG19
+    try:
+        return app(include_top=False, weights=weights, input_shape=(None, None, 3))
+    except Exception as err:  # noqa: BLE001 — narrowed just below
+        if weights != "imagenet" or not (isinstance(err, OSError) or type(err) is Exception):
+            raise
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise NotAvailableError(f"the ImageNet {arch.upper()} weights could not be downloaded ({reason}); pass a "
+                                f"local weights path instead of 'imagenet' (Keras' {arch}_weights_tf_dim_ordering_"
+                                "tf_kernels_notop.h5, or a .weights.h5 saved from this extractor)") from err
+
+
 def _load_weights(model: keras.Model, arch: str, weights: str | os.PathLike | None) -> None:
     if weights is None:
         return
@@ -39,8 +61,7 @@ def _load_weights(model: keras.Model, arch: str, weights: str | os.PathLike | No
     if path.endswith(".weights.h5"):
         model.load_weights(path)
         return
-    app = keras.applications.VGG16 if arch == "vgg16" else keras.applications.VGG19
-    source = app(include_top=False, weights=path, input_shape=(None, None, 3))
+    source = _application(arch, path)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
             layer.set_weights(source.get_layer(layer.name).get_weights())

@@ -12,6 +12,7 @@ from tests.loss_testing import (
     gradient,
     random_images,
 )
+from train.errors import NotAvailableError
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +123,26 @@ def test_local_keras_vgg19_notop_h5_gives_the_keras_application_features(tmp_pat
         if isinstance(layer, keras.layers.Conv2D):
             for got, want in zip(layer.get_weights(), application.get_layer(layer.name).get_weights()):
                 np.testing.assert_array_equal(got, want)
+
+
+def test_offline_imagenet_download_is_a_one_line_error(monkeypatch):
+    """Offline, Keras' download raises a bare Exception ("URL fetch failure"): one line suggesting a local path;
+    any other failure of the download call is a bug and propagates as it is."""
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/vgg19_notop.h5: None -- [Errno -3] "
+                        "Temporary failure in name resolution\n(second line of the report)")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(NotAvailableError, match=r"ImageNet VGG19 weights could not be downloaded \(URL fetch "
+                                                r"failure .*resolution\); pass a local weights path") as error:
+        perceptual.PerceptualLoss(weights="imagenet").build_extractor()
+    assert "\n" not in str(error.value)
+
+    def broken(*args, **kwargs):
+        raise KeyError("not a download problem")
+
+    monkeypatch.setattr(file_utils, "get_file", broken)
+    with pytest.raises(KeyError, match="not a download problem"):
+        perceptual.PerceptualLoss(weights="imagenet").build_extractor()

@@ -45,7 +45,7 @@ def _strip(name: str, prefix: str) -> str:
 def _read_torch(path: Path) -> dict[str, np.ndarray]:
     """Through torch when it is installed (weights_only: no arbitrary code), else `read_torch_checkpoint`."""
     try:
-        import torch  # lazily: only .pth files need PyTorch
+        import torch  # lazily, and optional: preferred when installed, else the built-in reader below
     except ModuleNotFoundError:
         return read_torch_checkpoint(path)
     try:
