@@ -117,6 +117,22 @@ def test_dark_16_bit_rgb_png_keeps_full_precision(tmp_path):
     np.testing.assert_array_equal(image, values.astype(np.float32) / np.float32(65535.0))
 
 
+def test_16_bit_colour_png_is_decoded_once(tmp_path, monkeypatch):
+    """Its pixels are decoded by TF alone (Pillow's 8-bit decode of the same file would be wasted work); an
+    8-bit PNG still goes through Pillow."""
+    from PIL import PngImagePlugin
+
+    decodes = []
+    pillow_load = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: decodes.append(1) or pillow_load(self))
+    values = np.arange(2 * 3 * 3, dtype=np.uint16).reshape(2, 3, 3) * 3000
+    image = read_image(_png16(tmp_path / "rgb16.png", values, orientation=6))
+    assert decodes == []
+    np.testing.assert_array_equal(image, np.rot90(values, -1).astype(np.float32) / np.float32(65535.0))
+    read_image(_save(tmp_path / "rgb8.png", RGB))
+    assert decodes  # the monkeypatch does see Pillow's decoding
+
+
 def test_16_bit_png_alpha_is_composited_on_black(tmp_path):
     rgba = np.array([[[300, 600, 900, 65535], [65535, 65535, 65535, 0]],
                      [[1000, 2000, 3000, 32768], [10, 20, 30, 65535]]], np.uint16)

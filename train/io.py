@@ -96,6 +96,12 @@ def _read_png16(path: Path, colour_type: int, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(_ORIENTATIONS.get(orientation, lambda a: a)(rgb))
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1-8; 1 when absent) from what Pillow read with the header, decoding no pixels: the
+    base class getexif (PngImageFile.getexif would decode the whole image to look for an eXIf chunk after it)."""
+    return Image.Image.getexif(img).get(ExifTags.Base.Orientation, 1)
+
+
 @contextlib.contextmanager
 def _open_image(path: Path) -> Iterator[Image.Image]:
     """Open `path` with Pillow, turning every way it can fail into an `ImageReadError` naming the file."""
@@ -122,10 +128,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     with _open_image(path) as img:
-        img.load()
+        # Checked from the header before Pillow decodes anything: a 16-bit colour PNG is decoded once, by TF.
         colour_type = _png16_colour_type(path) if img.format == "PNG" else None
         if colour_type is not None:
-            return _read_png16(path, colour_type, img.getexif().get(ExifTags.Base.Orientation, 1))
+            return _read_png16(path, colour_type, _orientation(img))
+        img.load()
         return _to_rgb_array(ImageOps.exif_transpose(img))
 
 
@@ -137,9 +144,8 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
     """
     with _open_image(Path(path)) as img:
         width, height = img.size
-        # EXIF orientations 5-8 are transposes: read_image returns the image with its sides swapped. The base
-        # class getexif reads only what the header gave; PngImageFile.getexif would decode the whole image.
-        if Image.Image.getexif(img).get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):
+        # EXIF orientations 5-8 are transposes: read_image returns the image with its sides swapped.
+        if _orientation(img) in (5, 6, 7, 8):
             return width, height
         return height, width
 
