@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
-from train.augment import NUM_DIHEDRAL, dihedral
+from train.augment import dihedral, random_dihedral_k, random_window_offset
 
 # DecomNet (kind_tf.networks): 3×3 convs at full, 1/2 and 1/4 resolution around two 2×2 SAME max-poolings and
 # two stride-2 transposed convs: an output pixel depends on inputs at most 11 px before and 11 px after it
@@ -76,20 +76,15 @@ def context_crop(images: tuple[tf.Tensor, ...], top, left, k, patch_size: int) -
     return ContextCrops(low, high, tf.cast(tf.stack([y1 - y0, x1 - x0, top - y0, left - x0, k]), tf.int32))
 
 
-def context_crops(patch_size: int, augment: bool = True) -> Callable[[tuple[tf.Tensor, ...], tf.Tensor],
-                                                                      ContextCrops]:
+def context_crops(patch_size: int) -> Callable[[tuple[tf.Tensor, ...], tf.Tensor], ContextCrops]:
     """A `train.data.paired_dataset` augmentation: (low, high) whole (H, W, 3) images (H, W ≥ patch_size) and a
-    stateless key → one `context_crop` sample. The patch offset is uniform in [0, H − P] × [0, W − P] (the
-    scripts' random.randint) and k uniform over the 8 transforms (identity when not `augment`)."""
+    stateless key → one `context_crop` sample, for the patch and the transform that `train.augment.crop_and_augment`
+    draws from the same key (`random_window_offset`: uniform in [0, H − P] × [0, W − P], the scripts'
+    random.randint; `random_dihedral_k`: one of the 8 transforms)."""
 
     def crop(images: tuple[tf.Tensor, ...], key: tf.Tensor) -> ContextCrops:
-        top_key, left_key, transform_key = tf.unstack(tf.random.experimental.stateless_split(key, 3))
-        height, width = tf.unstack(tf.shape(images[0])[:2])
-        top = tf.random.stateless_uniform([], top_key, 0, height - patch_size + 1, dtype=tf.int32)
-        left = tf.random.stateless_uniform([], left_key, 0, width - patch_size + 1, dtype=tf.int32)
-        k = (tf.random.stateless_uniform([], transform_key, 0, NUM_DIHEDRAL, dtype=tf.int32) if augment
-             else tf.constant(0, tf.int32))
-        return context_crop(images, top, left, k, patch_size)
+        top, left = random_window_offset(tf.shape(images[0]), key, patch_size)
+        return context_crop(images, top, left, random_dihedral_k(key), patch_size)
 
     return crop
 

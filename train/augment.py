@@ -4,6 +4,8 @@ Every random choice is a pure function of a key of shape (2,) int64, so a pipeli
 sample from (seed, sample number) gives identical batches on every run, whatever the parallelism. The images of
 a pair go through one `crop_and_augment` call and get the same window and the same transform;
 `unpaired_crop_and_flip` is EnlightenGAN's augmentation of an unpaired (low, normal) sample.
+`random_window_offset` and `random_dihedral_k` are the window and the transform `crop_and_augment` draws from a
+sample key, for pipelines that cut their samples themselves (`kind_tf.context.context_crops`).
 """
 
 from __future__ import annotations
@@ -27,15 +29,29 @@ def _split(key: tf.Tensor, count: int) -> list[tf.Tensor]:
     return tf.unstack(tf.random.experimental.stateless_split(key, count))
 
 
-def _random_window(images: tuple[tf.Tensor, ...], key: tf.Tensor, patch_size: int | None) -> tuple[tf.Tensor, ...]:
-    """One random `patch_size`² window, the same for all `images` (one size, H, W ≥ patch_size); None: whole."""
-    if patch_size is None:
-        return images
-    shape = tf.shape(images[0])
-    top_key, left_key = _split(key, 2)
-    # Offsets uniform in [0, H - patch] inclusive, like KinD's random.randint(0, h - patch_size).
+def random_window_offset(shape: tf.Tensor, key: tf.Tensor, patch_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """(top, left) int32 scalars of the random `patch_size`² window that `crop_and_augment` cuts with the sample
+    key `key` from an image of `shape` (H, W, ...), H, W ≥ patch_size: uniform in [0, H − patch] × [0, W − patch]
+    inclusive, like KinD's random.randint(0, h − patch_size)."""
+    window_key, _ = _split(key, 2)
+    top_key, left_key = _split(window_key, 2)
     top = tf.random.stateless_uniform([], top_key, 0, shape[0] - patch_size + 1, dtype=tf.int32)
     left = tf.random.stateless_uniform([], left_key, 0, shape[1] - patch_size + 1, dtype=tf.int32)
+    return top, left
+
+
+def random_dihedral_k(key: tf.Tensor) -> tf.Tensor:
+    """The transform k ∈ [0, 8) (for `dihedral`, uniform, int32 scalar) that `crop_and_augment` applies with the
+    sample key `key`; independent of the window `random_window_offset` draws from the same key."""
+    _, transform_key = _split(key, 2)
+    return tf.random.stateless_uniform([], transform_key, 0, NUM_DIHEDRAL, dtype=tf.int32)
+
+
+def _random_window(images: tuple[tf.Tensor, ...], key: tf.Tensor, patch_size: int | None) -> tuple[tf.Tensor, ...]:
+    """The `random_window_offset` window, the same for all `images` (one size, H, W ≥ patch_size); None: whole."""
+    if patch_size is None:
+        return images
+    top, left = random_window_offset(tf.shape(images[0]), key, patch_size)
     return tuple(tf.ensure_shape(image[top:top + patch_size, left:left + patch_size], (patch_size, patch_size, 3))
                  for image in images)
 
@@ -53,10 +69,9 @@ def crop_and_augment(images: tuple[tf.Tensor, ...], key: tf.Tensor, patch_size: 
     images: (H, W, 3) float32 tensors of one size (H, W ≥ patch_size); `patch_size=None` keeps whole images.
     key: (2,) int64 stateless seed. Returns the transformed images, (patch_size, patch_size, 3) each.
     """
-    crop_key, transform_key = _split(key, 2)
-    images = _random_window(images, crop_key, patch_size)
+    images = _random_window(images, key, patch_size)
     if augment:
-        k = tf.random.stateless_uniform([], transform_key, 0, NUM_DIHEDRAL, dtype=tf.int32)
+        k = random_dihedral_k(key)
         images = tuple(dihedral(image, k) for image in images)
     if patch_size is not None:
         images = tuple(tf.ensure_shape(image, (patch_size, patch_size, 3)) for image in images)
@@ -75,8 +90,8 @@ def unpaired_crop_and_flip(images: tuple[tf.Tensor, ...], key: tf.Tensor, patch_
     *image_keys, joint_key = _split(key, len(images) + 1)
     result = []
     for image, image_key in zip(images, image_keys):
-        crop_key, flip_key = _split(image_key, 2)
-        (image,) = _random_window((image,), crop_key, patch_size)
+        _, flip_key = _split(image_key, 2)  # the first half of the split draws the window
+        (image,) = _random_window((image,), image_key, patch_size)
         if augment:
             (image,) = _flip_with_half_probability((image,), flip_key, tf.image.flip_left_right)
         result.append(image)
