@@ -158,8 +158,10 @@ def test_restoration_trainer_on_context_crops_uses_the_whole_image_maps(whole_pa
 def test_adjust_trainer_on_context_crops_uses_the_whole_image_maps(whole_pair, crops, networks):
     decom, _, adjust = _fresh(networks)
     _, i_low, _, i_high = _whole_image_maps(decom, whole_pair)
-    trainer = _compiled(AdjustTrainer(decom, adjust, seed=_first_seed_with_mixed_flags()))
-    swap = trainer.swap_flags(tf.constant(2))  # what the step draws (step 0)
+    trainer = _compiled(AdjustTrainer(decom, adjust))
+    # One swap for every step (the draw is keyed by the step): the learning check then compares one objective.
+    swap = tf.constant([False, True])
+    trainer.swap_flags = lambda _local_batch: swap
     input_i, ratio_map, target_i = adjustment_examples(i_low, i_high, swap)
     expected = adjust_loss(adjust([input_i, ratio_map]), target_i)
     _check_step_then_learning(trainer, crops, _metrics(expected, AdjustTrainer.TERMS), trained=adjust, frozen=decom)
