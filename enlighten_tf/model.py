@@ -10,8 +10,8 @@ Data: `(low, normal)` batches float32 NHWC in [0,1] (e.g. `train.data.unpaired_d
 Distribution: gradients are global-batch means under any strategy. Two statistics stay per replica: BatchNorm's
 (as upstream's DataParallel) and the means inside the relativistic losses (upstream gathers D's outputs and takes
 them over the whole batch), so with several replicas those terms differ slightly from a one-device run. Every
-replica needs at least one image: feed only full global batches (`train_command.training_dataset` drops a short
-last one under several replicas).
+replica needs at least one image: feed only full global batches (`train_command.training_dataset` keeps only full
+ones under several replicas).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from enlighten_tf.discriminators import GlobalDiscriminator, LocalDiscriminator
 from enlighten_tf.enhancer import EnlightenGANEnhancer, enhance
 from enlighten_tf.generator import Generator
 from enlighten_tf.layers import attention_map
-from losses_tf.adversarial import relativistic_lsgan_discriminator_loss, relativistic_lsgan_generator_loss
+from losses_tf.adversarial import relativistic_lsgan_generator_loss
 from losses_tf.core import float32_policy
-from losses_tf.enlighten import local_discriminator_loss, local_generator_loss, sfp_image_loss, sfp_vgg16
+from losses_tf.enlighten import enlighten_discriminator_losses, local_generator_loss, sfp_image_loss, sfp_vgg16
 from train.errors import NotAvailableError
 
 # === Config ===
@@ -180,17 +180,19 @@ class EnlightenGAN(keras.Model):
         predictions = self.local_discriminator(patches)
         return tf.reshape(predictions, tf.concat([[self.num_patches, -1], tf.shape(predictions)[1:]], axis=0))
 
-    def compute_losses(self, real_A: tf.Tensor, input_img: tf.Tensor, real_B: tf.Tensor, offsets: tf.Tensor,
-                       training: bool = True) -> dict[str, tf.Tensor]:
-        """Every loss of one iteration (float32 scalars), plus `fake_B` and `latent`.
+    def compute_losses(self, real_A: tf.Tensor, input_img: tf.Tensor, real_B: tf.Tensor, offsets: tf.Tensor
+                       ) -> dict[str, tf.Tensor]:
+        """Every loss of one training iteration (float32 scalars; G in training mode), plus `fake_B` and `latent`.
 
         real_A: the undarkened low-light batch (the SFP target), input_img: the G input (darkened or not),
         real_B: normal-light batch, all (N, H, W, 3) in [-1,1]; offsets: (num_patches, 2) (top, left).
-        Keys: g_loss = g_gan_global + g_gan_local + sfp; d_global, d_local (upstream loss_D_A, loss_D_P).
+        Keys: g_loss = g_gan_global + g_gan_local + sfp (the two GAN terms of
+        `losses_tf.enlighten.enlighten_generator_gan_loss`, reported apart); d_global, d_local (upstream loss_D_A,
+        loss_D_P: `enlighten_discriminator_losses`).
         The discriminator losses reuse D(fake_B): their gradients are only taken w.r.t. the D variables, so
         this equals upstream's D step on the detached fake_B, without a second D forward.
         """
-        fake_B, latent = self.generator((input_img, attention_map(input_img)), training=training)
+        fake_B, latent = self.generator((input_img, attention_map(input_img)), training=True)
         pred_real = self.global_discriminator(real_B)
         pred_fake = self.global_discriminator(fake_B)
         fake_patches = extract_patches(fake_B, offsets, self.patch_size)
@@ -202,12 +204,11 @@ class EnlightenGAN(keras.Model):
         g_gan_local = local_generator_loss(pred_fake_local)
         sfp = (tf.reduce_mean(sfp_image_loss(fake_B, real_A, self.sfp_extractor))
                + tf.reduce_mean(sfp_image_loss(fake_patches, input_patches, self.sfp_extractor)))
+        d_global, d_local = enlighten_discriminator_losses(pred_real, pred_fake, pred_real_local, pred_fake_local)
         return {
             "fake_B": fake_B, "latent": latent,
             "g_loss": g_gan_global + g_gan_local + sfp, "g_gan_global": g_gan_global, "g_gan_local": g_gan_local,
-            "sfp": sfp,
-            "d_global": relativistic_lsgan_discriminator_loss(pred_real, pred_fake),
-            "d_local": local_discriminator_loss(pred_real_local, pred_fake_local),
+            "sfp": sfp, "d_global": d_global, "d_local": d_local,
         }
 
     def _random_keys(self) -> tuple[tf.Tensor, tf.Tensor]:
@@ -231,7 +232,7 @@ class EnlightenGAN(keras.Model):
         # Per-replica losses are local means; /replicas makes the summed gradients the global-batch mean.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape(persistent=True) as tape:
-            losses = self.compute_losses(real_A, input_img, real_B, offsets, training=True)
+            losses = self.compute_losses(real_A, input_img, real_B, offsets)
             g_scaled = self.g_optimizer.scale_loss(losses["g_loss"] / replicas)
             d_scaled = self.d_optimizer.scale_loss((losses["d_global"] + losses["d_local"]) / replicas)
         g_variables = self.generator.trainable_variables
