@@ -199,6 +199,36 @@ def test_global_statistics_model_bounded_drift_and_prepare_hook():
     np.testing.assert_allclose(tiled_prepared, whole, atol=1e-6, rtol=0)
 
 
+def _centred_padding(length: int, multiple: int = 4) -> tuple[int, int]:
+    deficit = (multiple - length % multiple) % multiple
+    return deficit // 2, deficit - deficit // 2
+
+
+def _centred_block_mean(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) → 4×4 block means on the grid of a centred reflect padding to a multiple of 4, cropped back:
+    a model that pads to its own pooling grid as EnlightenGAN does (its grid starts at −top, −left)."""
+    count, height, width, channels = images.shape
+    (top, bottom), (left, right) = _centred_padding(height), _centred_padding(width)
+    padded = np.pad(images, ((0, 0), (top, bottom), (left, right), (0, 0)), mode="reflect")
+    blocks = padded.reshape(count, padded.shape[1] // 4, 4, padded.shape[2] // 4, 4, channels).mean(axis=(2, 4))
+    return np.repeat(np.repeat(blocks, 4, axis=1), 4, axis=2)[:, top:top + height, left:left + width]
+
+
+def test_finish_hook_undoes_a_whole_image_padding_that_puts_tiles_on_the_models_grid():
+    image = _image(46, 61, seed=7)  # 46 → pad 1 + 1, 61 → pad 1 + 2: the model's grid starts at (−1, −1)
+    (top, bottom), (left, right) = _centred_padding(46), _centred_padding(61)
+    prepare = lambda img: (np.pad(img, ((top, bottom), (left, right), (0, 0)), mode="reflect"), {})  # noqa: E731
+    finish = lambda out, img: out[top:top + img.shape[0], left:left + img.shape[1]]  # noqa: E731
+    whole = _centred_block_mean(image[None])[0]
+    for tile in (16, 24, 64):  # 64: one tile, whole-image inference on the padded image
+        tiled = enhance_tiled(_centred_block_mean, image, tile=tile, overlap=4, alignment=4, prepare=prepare,
+                              finish=finish)
+        assert tiled.shape == image.shape
+        np.testing.assert_allclose(tiled, whole, atol=1e-6, rtol=0)
+    # Tiles on multiples of 4 of the unpadded image are 1 px off the model's grid.
+    assert np.abs(enhance_tiled(_centred_block_mean, image, tile=16, overlap=4, alignment=4) - whole).max() > 1e-2
+
+
 _PEAK_RSS_SCRIPT = textwrap.dedent("""
     import json, resource, sys
     import numpy as np, keras

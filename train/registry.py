@@ -65,6 +65,9 @@ class ModelSpec:
     # Optional: enhancer-specific whole-image pre-processing needed before tiling (e.g. KinD's global min-max
     # normalisation), returning (prepared image, keyword arguments for the enhancer on each tile).
     prepare_for_tiling: Callable[..., Any] | None = None
+    # Optional: undoes a size change of `prepare_for_tiling` (e.g. EnlightenGAN's padding to its pooling grid):
+    # (tiled output of the prepared image, the original (H, W, 3) image) → the (H, W, 3) output.
+    finish_tiling: Callable[[Any, Any], Any] | None = None
     # Optional: extras derived from the ground truth for `llie evaluate --protocol gt-ratio` (e.g. KinD's LOL-mode
     # ratio, computed by the loaded enhancer's DecomNet): (enhancer, low (1,H,W,3), high (1,H,W,3)) float32 [0,1]
     # → {extra name: float32 array of shape (1,)}.

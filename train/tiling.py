@@ -21,7 +21,10 @@ from a tile's inner edge get weight. Networks whose far taps carry little weight
 
 Models with global statistics (KinD normalises by the image min/max) differ per tile; a spec's
 `prepare_for_tiling(image, **extras) -> (prepared_image, enhancer_kwargs)` computes such statistics once on
-the whole image and hands them to every tile.
+the whole image and hands them to every tile. A model that pads the image to its pooling grid itself
+(EnlightenGAN: centred reflect padding to a multiple of 16) has its grid's origin off (0, 0) whenever H or W is
+not a multiple of it; its `prepare_for_tiling` pads the whole image the same way, so tiles start on that grid,
+and its `finish_tiling(output, image)` crops the padding off the blended output.
 """
 
 from __future__ import annotations
@@ -117,13 +120,15 @@ def _runner(enhancer: Any) -> Callable[..., np.ndarray]:
 
 
 def enhance_tiled(enhancer: Any, image: np.ndarray, *, tile: int = 512, overlap: int = 32, alignment: int = 1,
-                  extras: Mapping[str, Any] | None = None, prepare: Callable[..., Any] | None = None) -> np.ndarray:
+                  extras: Mapping[str, Any] | None = None, prepare: Callable[..., Any] | None = None,
+                  finish: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Enhance float32 (H, W, 3) in [0,1] tile by tile; returns float32 (H, W, 3).
 
     enhancer: a Keras enhancer (registry contract) or any callable (N, h, w, 3) float32 → same shape, taking
     `**extras`. alignment: the model's pooling grid (`ModelSpec.tile_alignment`); tiles start on its multiples
-    (see the module doc). extras: per-image scalars such as {"ratio": 5.0}. prepare: the model spec's optional
-    `prepare_for_tiling`, run once on the whole image. One tile (at most (tile + alignment − 1)² pixels) goes
+    (see the module doc). extras: per-image scalars such as {"ratio": 5.0}. prepare, finish: the model spec's
+    optional `prepare_for_tiling` (run once on the whole image) and `finish_tiling` (run once on the blended
+    output of the prepared image, with the original image). One tile (at most (tile + alignment − 1)² pixels) goes
     through the model at a time, so peak memory is one tile's activations plus the input and output images.
     When the image fits in one tile, this is plain whole-image inference.
     """
@@ -132,19 +137,25 @@ def enhance_tiled(enhancer: Any, image: np.ndarray, *, tile: int = 512, overlap:
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
     kwargs = dict(extras or {})
+    prepared = image
     if prepare is not None:
-        image, kwargs = prepare(image, **kwargs)
-        image = np.asarray(image, np.float32)
-    run = _runner(enhancer)
-    batch_kwargs = _as_batch_kwargs(kwargs)
+        prepared, kwargs = prepare(image, **kwargs)
+        prepared = np.asarray(prepared, np.float32)
+    output = _blend_tiles(_runner(enhancer), prepared, _as_batch_kwargs(kwargs), tile, overlap, alignment)
+    return output if finish is None else np.asarray(finish(output, image), np.float32)
+
+
+def _blend_tiles(run: Callable[..., np.ndarray], image: np.ndarray, kwargs: Mapping[str, Any], tile: int,
+                 overlap: int, alignment: int) -> np.ndarray:
+    """`run` on each tile of (H, W, 3) `image`, blended by the tiles' weights → float32 (H, W, 3)."""
     height, width = image.shape[:2]
     rows = list(zip(tile_spans(height, tile, overlap, alignment), axis_weights(height, tile, overlap, alignment)))
     cols = list(zip(tile_spans(width, tile, overlap, alignment), axis_weights(width, tile, overlap, alignment)))
     if len(rows) == 1 and len(cols) == 1:
-        return run(image[None], **batch_kwargs)[0]
+        return run(image[None], **kwargs)[0]
     output = np.zeros(image.shape, np.float64)  # float64: blending identical tile values gives them back
     for (top, bottom), weight_y in rows:
         for (left, right), weight_x in cols:
-            enhanced = run(image[None, top:bottom, left:right], **batch_kwargs)[0]
+            enhanced = run(image[None, top:bottom, left:right], **kwargs)[0]
             output[top:bottom, left:right] += np.outer(weight_y, weight_x)[..., None] * enhanced
     return output.astype(np.float32)
