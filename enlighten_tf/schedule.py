@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from train.fit import tracked_optimizers
+
 
 def decayed_learning_rate(epoch: int, initial_learning_rate: float, constant_epochs: int,
                           decay_epochs: int) -> float:
@@ -22,8 +24,8 @@ class EpochLinearDecay(keras.callbacks.Callback):
     per `decayed_learning_rate`, and logs it as `lr`.
 
     Per epoch, like upstream, rather than a per-step `LearningRateSchedule`: the optimizers' step counters are no
-    clock for epochs (Keras counts an extra step at the end of a dataset of unknown length, and a skipped
-    mixed-precision step counts none). A resumed run gets the lr of the epoch it restarts at.
+    clock for epochs (a step that mixed-precision loss scaling skips counts none). A resumed run gets the lr of
+    the epoch it restarts at.
     """
 
     def __init__(self, initial_learning_rate: float, constant_epochs: int, decay_epochs: int):
@@ -36,14 +38,10 @@ class EpochLinearDecay(keras.callbacks.Callback):
         self.decay_epochs = int(decay_epochs)
         self.current = self.initial_learning_rate
 
-    def _optimizers(self) -> list[keras.optimizers.Optimizer]:
-        found = [value for value in vars(self.model).values() if isinstance(value, keras.optimizers.Optimizer)]
-        return list({id(optimizer): optimizer for optimizer in found}.values())
-
     def on_epoch_begin(self, epoch, logs=None):
         self.current = decayed_learning_rate(epoch, self.initial_learning_rate, self.constant_epochs,
                                              self.decay_epochs)
-        for optimizer in self._optimizers():
+        for optimizer in tracked_optimizers(self.model):
             optimizer.learning_rate = self.current
 
     def on_epoch_end(self, epoch, logs=None):

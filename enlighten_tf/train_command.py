@@ -14,17 +14,15 @@ import argparse
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from train.errors import DatasetLayoutError, WeightsMismatchError
+from train.errors import WeightsMismatchError
 from train.registry import TrainCommand
 
 ORIGINAL_EPOCHS = 200  # niter + niter_decay
 ORIGINAL_BATCH_SIZE = 32
 ORIGINAL_CROP = 320  # fineSize
 ORIGINAL_LEARNING_RATE = 1e-4
-MAX_SAMPLE_SIDE = 512  # TensorBoard sample: top-left crop of the first low-light image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--darken-probability", type=float, default=0.5,
                         help="probability of darkening a low-light input by 2-4x (upstream vary=1; default 0.5)")
     parser.add_argument("--no-augment", dest="augment", action="store_false",
-                        help="no random flips of the crops (upstream: each image h-flipped independently, then a joint h- and v-flip)")
+                        help="no random flips of the crops (upstream: each image h-flipped independently, then a "
+                             "joint h- and v-flip)")
 
 
 def save_trained_weights(model: keras.Model, path: str) -> None:
@@ -78,29 +77,25 @@ def lr_schedule(args: argparse.Namespace) -> keras.callbacks.Callback:
 
 
 def training_dataset(args: argparse.Namespace, replicas: int = 1) -> tf.data.Dataset:
-    """The unpaired pipeline of the flags, in global batches.
+    """The unpaired pipeline of the flags, in global batches, endless (reshuffled every epoch).
 
-    One device keeps upstream's short last batch. Under several replicas only full batches are kept: a short
-    one can leave a replica with no image, which the generator cannot run (MirrorPad rejects it, and TF 2.21's
-    Conv2D returns an empty batch with its input's channels) and whose BatchNorm statistics and relativistic
-    means would be NaN, reaching every replica through the all-reduce.
+    One device keeps upstream's short last batch of each epoch (its DataLoader's drop_last=False): an epoch is
+    ceil(samples / batch) steps. Under several replicas only full batches (running on into the next epoch's
+    samples; an epoch is samples // batch steps): a short one can leave a replica with no image, which the
+    generator cannot run (MirrorPad rejects it, and TF 2.21's Conv2D returns an empty batch with its input's
+    channels) and whose BatchNorm statistics and relativistic means would be NaN, reaching every replica through
+    the all-reduce.
     """
     from train.data import unpaired_dataset
 
-    if args.batch_size < replicas:
-        raise DatasetLayoutError(f"--batch-size {args.batch_size} is smaller than the {replicas} replicas of "
-                                 f"--strategy {args.strategy}: each replica needs at least one image")
-    dataset = unpaired_dataset(args.low, args.normal, patch_size=args.patch_size, batch_size=args.batch_size,
-                               augment=args.augment, shuffle=True, repeat=args.steps_per_epoch is not None,
-                               seed=args.seed)
-    if replicas > 1:
-        dataset = dataset.filter(lambda low, _normal: tf.shape(low)[0] == args.batch_size)
-    return dataset
+    return unpaired_dataset(args.low, args.normal, patch_size=args.patch_size, batch_size=args.batch_size,
+                            augment=args.augment, shuffle=True, drop_remainder=replicas > 1, seed=args.seed)
 
 
 def train(args: argparse.Namespace, strategy: tf.distribute.Strategy | None = None) -> keras.Model:
     """Runs `llie train enlightengan` with the parsed flags (`strategy` overrides `--strategy`); returns the
     trained `EnlightenGAN`."""
+    from train.callbacks import sample_crop
     from train.fit import run_training, strategy_from_name
     from train.folders import list_images
     from train.io import read_image
@@ -109,9 +104,9 @@ def train(args: argparse.Namespace, strategy: tf.distribute.Strategy | None = No
         raise WeightsMismatchError(f"{args.vgg_weights}: no such VGG16 weights file")
     strategy = strategy or strategy_from_name(args.strategy)
     dataset = training_dataset(args, strategy.num_replicas_in_sync)
-    sample = read_image(list_images(args.low)[0])[:MAX_SAMPLE_SIDE, :MAX_SAMPLE_SIDE][None]
     return run_training(args, build_model=lambda: build_enlightengan(args), dataset=dataset,
-                        sample_images=np.asarray(sample, np.float32), save_weights=save_trained_weights,
+                        sample_images=sample_crop(read_image(list_images(args.low)[0])),
+                        save_weights=save_trained_weights,
                         extra_callbacks=[lr_schedule(args)], strategy=strategy)
 
 

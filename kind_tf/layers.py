@@ -42,6 +42,11 @@ def min_max_normalize(images):
     return (images - low) / ops.maximum(high - low, 0.001)
 
 
+def stretch_whole_image(image):
+    """`min_max_normalize` of one whole (H, W, C) image (what `load_images` does to each image it loads)."""
+    return min_max_normalize(image[None])[0]
+
+
 def skimage_grey(rgb):
     """`skimage.color.rgb2gray`: (N,H,W,3) → (N,H,W,1) with weights 0.2125/0.7154/0.0721 (as a matmul)."""
     weights = ops.convert_to_tensor(np.asarray(SKIMAGE_GREY_WEIGHTS, np.float32)[:, None], dtype=rgb.dtype)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kind_tf.layers import GreyGuide, min_max_normalize
+from kind_tf.layers import GreyGuide, min_max_normalize, stretch_whole_image
 from kind_tf.networks import DecomNet, IlluminationAdjustNet, RestorationNet
 
 MODES = ("evaluate", "lol")
@@ -137,10 +137,8 @@ def normalize_for_tiling(image, **extras):
     each tile call = the extras plus `normalize=False`). Tiles then see the same stretch as the whole image; only
     the guide's Gaussian blur (radius 12 px) still sees tile borders, which the tile overlap bounds.
     """
-    batched = ops.convert_to_tensor(image, dtype="float32")
-    single = len(batched.shape) == 3
-    stretched = min_max_normalize(batched[None] if single else batched)
-    stretched = stretched[0] if single else stretched
+    tensor = ops.convert_to_tensor(image, dtype="float32")
+    stretched = stretch_whole_image(tensor) if len(tensor.shape) == 3 else min_max_normalize(tensor)
     if not keras.ops.is_tensor(image):
         stretched = ops.convert_to_numpy(stretched)
     return stretched, {**extras, "normalize": False}

@@ -29,17 +29,16 @@ from pathlib import Path
 from typing import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from kind_tf.context import context_crops
 from kind_tf.convert import convert_checkpoints, load_network
-from kind_tf.layers import min_max_normalize
+from kind_tf.layers import stretch_whole_image
 from kind_tf.pipeline import DEFAULT_RATIO, KinD
 from kind_tf.trainers import (ORIGINAL_SWAP_PROBABILITY, ORIGINAL_TARGET_EXPONENT, AdjustTrainer, DecomTrainer,
                               RestorationTrainer, StageTrainer, original_optimizer)
-from train.callbacks import save_weights_atomically
+from train.callbacks import sample_crop, save_weights_atomically
 from train.data import paired_dataset
 from train.fit import FINAL_WEIGHTS, add_training_arguments, run_training
 from train.folders import find_lol_pairs
@@ -62,11 +61,6 @@ def restoration_learning_rate(epoch: int, initial: float, milestones=ORIGINAL_LR
         if epoch > milestone:
             divisor = candidate
     return initial / divisor
-
-
-def stretch_whole_image(image: tf.Tensor) -> tf.Tensor:
-    """`load_images`' stretch of one whole (H, W, 3) image (see `kind_tf.layers.min_max_normalize`)."""
-    return min_max_normalize(image[None])[0]
 
 
 # === Stages ===
@@ -152,20 +146,19 @@ STAGES = (
 
 def run_stage(args: argparse.Namespace, stage: Stage) -> StageTrainer:
     """Trains one stage with the chassis; the trained network goes to <run-dir>/final.weights.h5."""
-    pairs = find_lol_pairs(args.data, "train")
-    steps = args.steps_per_epoch or max(1, len(pairs) // args.batch_size)  # the scripts' numBatch
-    args = argparse.Namespace(**{**vars(args), "steps_per_epoch": steps})
     prepare = stretch_whole_image if args.normalize else None
+    # Full batches running on across epochs, pairs // batch steps per epoch: the scripts' image_id and numBatch.
     dataset = paired_dataset(args.data, patch_size=args.patch_size, batch_size=args.batch_size, seed=args.seed,
-                             prepare=prepare, augmentation=context_crops(args.patch_size) if stage.context else None)
-    sample = tf.constant(read_image(pairs[0][0]))
-    sample = (prepare(sample) if prepare else sample)[None]
+                             drop_remainder=True, prepare=prepare,
+                             augmentation=context_crops(args.patch_size) if stage.context else None)
+    sample = tf.constant(read_image(find_lol_pairs(args.data, "train")[0][0]))
+    sample = prepare(sample) if prepare else sample
 
     def save(trainer: StageTrainer, path: str) -> None:
         getattr(trainer, stage.network).save_weights(path)
 
     return run_training(args, build_model=lambda: stage.build(args), dataset=dataset,
-                        sample_images=np.asarray(sample), render_samples=stage.render(args),
+                        sample_images=sample_crop(sample), render_samples=stage.render(args),
                         save_weights=save, extra_callbacks=stage.callbacks(args))
 
 
@@ -185,7 +178,7 @@ def run_kind(args: argparse.Namespace) -> KinD:
             continue
         defaults = {"epochs": stage.epochs, "batch_size": stage.batch_size, "patch_size": stage.patch_size,
                     "lr": stage.learning_rate, "sample_every": stage.sample_every}
-        values = {key: defaults[key] if getattr(args, key) is None else getattr(args, key)
+        values = {key: defaults[key] if getattr(args, key) is EACH_STAGES_OWN else getattr(args, key)
                   for key in _SHARED_STAGE_FLAGS}
         print(f"=== KinD stage {stage.name}: {values}")
         run_stage(argparse.Namespace(**{**vars(args), **values, "run_dir": str(stage_dir),
@@ -231,26 +224,12 @@ def _add_decom_weights_flag(parser: argparse.ArgumentParser) -> None:
                              "official checkpoint/ (or checkpoint/decom_net_train/) folder")
 
 
-def _restate_flag(parser: argparse.ArgumentParser, dest: str, **attributes) -> None:
-    """Changes a chassis flag's default/help where KinD differs (argparse has no public way to do it)."""
-    for action in parser._actions:
-        if action.dest == dest:
-            for name, value in attributes.items():
-                setattr(action, name, value)
-
-
-_STEPS_HELP = "batches per epoch (default: training pairs // batch size, the scripts' numBatch)"
-
-
 def _stage_arguments(stage: Stage, *extra: Callable[[argparse.ArgumentParser], None]):
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         add_training_arguments(parser, epochs=stage.epochs, batch_size=stage.batch_size,
                                patch_size=stage.patch_size, learning_rate=stage.learning_rate,
                                model_name=f"kind-{stage.name}")
-        _restate_flag(parser, "steps_per_epoch", help=_STEPS_HELP)
-        _restate_flag(parser, "sample_every", default=stage.sample_every,
-                      help=f"epochs between TensorBoard sample images (default {stage.sample_every}, the "
-                           "script's eval_every_epoch)")
+        parser.set_defaults(sample_every=stage.sample_every)  # the script's eval_every_epoch
         _add_data_flags(parser)
         for add in extra:
             add(parser)
@@ -258,18 +237,25 @@ def _stage_arguments(stage: Stage, *extra: Callable[[argparse.ArgumentParser], N
     return add_arguments
 
 
+class _EachStagesOwn:
+    """The default of a shared training flag of `llie train kind`: each stage's own value (as --help says)."""
+
+    def __repr__(self) -> str:
+        return "each stage's own, see below"
+
+
+EACH_STAGES_OWN = _EachStagesOwn()
+
+
 def _add_kind_arguments(parser: argparse.ArgumentParser) -> None:
     add_training_arguments(parser, epochs=STAGES[0].epochs, batch_size=STAGES[0].batch_size,
                            patch_size=STAGES[0].patch_size, learning_rate=STAGES[0].learning_rate,
                            model_name="kind")
+    parser.set_defaults(**dict.fromkeys(_SHARED_STAGE_FLAGS, EACH_STAGES_OWN))
     per_stage = ", ".join(f"{s.name} {s.epochs}/{s.batch_size}/{s.patch_size}/{s.learning_rate:g}/{s.sample_every}"
                           for s in STAGES)
-    helps = {action.dest: action.help for action in parser._actions}
-    for dest in _SHARED_STAGE_FLAGS:
-        _restate_flag(parser, dest, default=None,
-                      help=f"{helps[dest].split(' (default')[0]}, for every stage (default: each stage's own)")
-    _restate_flag(parser, "steps_per_epoch", help=_STEPS_HELP)
-    parser.epilog = f"Per-stage defaults (epochs/batch/patch/lr/sample-every): {per_stage}."
+    parser.epilog = (f"Per-stage defaults of --epochs/--batch-size/--patch-size/--lr/--sample-every (a flag given "
+                     f"applies to every stage): {per_stage}.")
     _add_data_flags(parser)
     _add_restoration_flags(parser)
     _add_adjust_flags(parser)

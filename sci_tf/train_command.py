@@ -9,16 +9,12 @@ deploys: the EnhanceNetwork, as SCIEnhancer weights (`final.weights.h5`, loadabl
 from __future__ import annotations
 
 import argparse
-import math
 
-import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from sci_tf.model import SCI
 from sci_tf.optimizer import TorchAdam
-from train.errors import DatasetLayoutError
-from train.folders import list_images
-from train.io import read_image
 from train.registry import TrainCommand
 
 ORIGINAL_EPOCHS = 1000
@@ -28,23 +24,23 @@ ORIGINAL_STAGES = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from train.fit import add_training_arguments
+    from train.fit import add_training_arguments, positive_int
 
     # patch_size None = whole images, as the original (set --patch-size to crop, needed for --batch-size > 1
     # on images of different sizes).
     add_training_arguments(parser, epochs=ORIGINAL_EPOCHS, batch_size=ORIGINAL_BATCH_SIZE, patch_size=None,
                            learning_rate=ORIGINAL_LEARNING_RATE, model_name="sci")
     parser.add_argument("--data", required=True, help="folder of low-light training images (any sizes)")
-    parser.add_argument("--stages", type=int, default=ORIGINAL_STAGES,
-                        help=f"number of weight-shared stages (default {ORIGINAL_STAGES})")
+    parser.add_argument("--stages", type=positive_int, default=ORIGINAL_STAGES,
+                        help="number of weight-shared stages (default %(default)s)")
     parser.add_argument("--augment", action="store_true",
                         help="random flips/rotations of the training images (the original uses none)")
 
 
 def render_reflectance(model: SCI, images: tf.Tensor) -> tf.Tensor:
-    """The first stage's reflectance r = clamp(x / i, 0, 1): what the deployed enhancer outputs (and what the
-    original train.py saves as sample images)."""
-    return model(images, training=False)["rlist"][0]
+    """r = clamp(x / enhance(x), 0, 1): what the deployed enhancer outputs, and the first stage's reflectance
+    (what the original train.py saves as sample images); the calibration network is not run."""
+    return ops.clip(images / model.enhance(images, training=False), 0.0, 1.0)
 
 
 def save_enhancer_weights(model: SCI, path: str) -> None:
@@ -61,23 +57,18 @@ def build_sci(learning_rate: float, stages: int) -> SCI:
 
 def train(args: argparse.Namespace) -> SCI:
     """Runs the training described by the parsed flags; returns the trained SCI."""
+    from train.callbacks import sample_crop
     from train.data import low_only_dataset
     from train.fit import run_training
+    from train.folders import list_images
+    from train.io import read_image
 
-    if args.patch_size is None and args.batch_size > 1:
-        raise DatasetLayoutError(f"{args.data}: whole images of different sizes cannot be batched; use "
-                                 "--batch-size 1 (the original) or set --patch-size")
-    images = list_images(args.data)
-    # An endless stream cut into epochs by steps_per_epoch (one pass = ceil(images / batch)): with a finite
-    # dataset of unknown cardinality, Keras' end-of-epoch OutOfRange step still increments the optimizer's
-    # step counter and the metrics' counts (Keras 3.15, TF graph mode), which would skew Adam and the logs.
-    args.steps_per_epoch = args.steps_per_epoch or math.ceil(len(images) / args.batch_size)
+    # Full batches (the original's batch 1 is always full): under several replicas no shard is ever empty.
     dataset = low_only_dataset(args.data, patch_size=args.patch_size, batch_size=args.batch_size,
-                               augment=args.augment, shuffle=True, repeat=True, seed=args.seed)
-    sample = read_image(images[0])[None]
+                               augment=args.augment, shuffle=True, drop_remainder=True, seed=args.seed)
     return run_training(args, build_model=lambda: build_sci(args.lr, args.stages), dataset=dataset,
-                        sample_images=np.asarray(sample, np.float32), render_samples=render_reflectance,
-                        save_weights=save_enhancer_weights)
+                        sample_images=sample_crop(read_image(list_images(args.data)[0])),
+                        render_samples=render_reflectance, save_weights=save_enhancer_weights)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from train.callbacks import (
     TensorBoardScalars,
     load_weights_file,
     read_weights_attributes,
+    sample_crop,
     save_weights_atomically,
     training_callbacks,
     weights_output_path,
@@ -110,6 +111,21 @@ def test_training_callbacks_composition(tmp_path):
     backup, *_, checkpoint = training_callbacks(tmp_path)
     assert backup.backup_dir == str(tmp_path / "backup")
     assert checkpoint.path == tmp_path / "last.weights.h5"
+    # A model's own callbacks (e.g. an lr schedule writing `lr` into the epoch logs) run after the backup and
+    # before the scalar writer, in their order.
+    first, second = keras.callbacks.Callback(), keras.callbacks.Callback()
+    callbacks = training_callbacks(tmp_path, extra_callbacks=[first, second])
+    assert callbacks[1:3] == [first, second] and isinstance(callbacks[3], TensorBoardScalars)
+    assert isinstance(callbacks[0], keras.callbacks.BackupAndRestore)
+    assert training_callbacks(tmp_path, resume=False, extra_callbacks=[first])[0] is first
+
+
+def test_sample_crop_is_a_small_top_left_batch():
+    image = np.random.default_rng(0).uniform(0, 1, (600, 300, 3))
+    crop = sample_crop(image)
+    assert crop.shape == (1, 512, 300, 3) and crop.dtype == np.float32
+    np.testing.assert_array_equal(crop[0], image[:512].astype(np.float32))
+    assert sample_crop(tf.constant(image), max_side=16).shape == (1, 16, 16, 3)
 
 
 def test_default_render_calls_the_model(tmp_path):

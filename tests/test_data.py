@@ -92,6 +92,32 @@ def test_epochs_are_reshuffled_and_endless_batches_are_full(lol_root):
     assert [_identity_codes(low).tolist() for low, _ in _batches(unshuffled, 2)] == [[0, 20, 10]] * 2  # 5, 7, 40
 
 
+def test_endless_epochs_end_with_their_short_batch_or_run_on(lol_root):
+    """3 pairs, batch 2: `drop_remainder=False` batches each (reshuffled) epoch on its own, [2, 1] per epoch; full
+    batches (the endless default) run on across epochs; the attached layout says how many steps an epoch is."""
+    short = data.paired_dataset(lol_root, split="eval", patch_size=12, batch_size=2, augment=False,
+                                drop_remainder=False)
+    assert data.epoch_layout(short) == data.EpochLayout(samples=3, batch_size=2, full_batches=False)
+    assert data.epoch_layout(short).steps == 2
+    codes = [_identity_codes(low).tolist() for low, _ in _batches(short, 12)]
+    assert [len(batch) for batch in codes] == [2, 1] * 6
+    epochs = [tuple(codes[i] + codes[i + 1]) for i in range(0, 12, 2)]
+    assert all(sorted(epoch) == [0, 10, 20] for epoch in epochs) and len(set(epochs)) > 1
+    full = data.paired_dataset(lol_root, split="eval", patch_size=12, batch_size=2)
+    assert data.epoch_layout(full) == data.EpochLayout(3, 2, True) and data.epoch_layout(full).steps == 1
+    assert [len(low) for low, _ in _batches(full, 3)] == [2, 2, 2]
+    one_epoch = data.paired_dataset(lol_root, split="eval", patch_size=12, batch_size=2, repeat=False,
+                                    drop_remainder=True)
+    assert [len(low) for low, _ in _batches(one_epoch, 5)] == [2] and data.epoch_layout(one_epoch) is None
+    assert data.epoch_layout(full.map(lambda low, high: (low, high))) is None  # a derived dataset: unknown
+    assert data.EpochLayout(samples=3, batch_size=8, full_batches=True).steps == 1
+
+
+def test_augment_false_and_an_augmentation_are_refused_together(lol_root):
+    with pytest.raises(ValueError, match="augment=False"):
+        data.paired_dataset(lol_root, patch_size=8, augment=False, augmentation=lambda images, key: images)
+
+
 def test_crop_without_augmentation_is_a_window_of_the_pair(lol_root):
     full = {round(float(image[0, 0, 0]) * 255): image for image, _, _ in
             ((low[0].numpy(), high, name) for low, high, name in data.paired_eval_dataset(lol_root))}
@@ -222,7 +248,7 @@ def test_low_only_whole_images_and_patches(tmp_path):
     assert {batch.shape for batch in rotated} == {(1, 10, 14, 3), (1, 14, 10, 3)}
     patches = _batches(data.low_only_dataset(tmp_path, patch_size=6, batch_size=4), 1)[0]
     assert patches.shape == (4, 6, 6, 3)
-    with pytest.raises(ValueError, match="batch_size=1"):
+    with pytest.raises(DatasetLayoutError, match=rf"{tmp_path}: whole images .* use batch size 1 or set a patch"):
         data.low_only_dataset(tmp_path, batch_size=2)
     evaluated = list(data.low_only_eval_dataset(tmp_path))
     assert [name.numpy() for _, name in evaluated] == [b"0.png", b"1.png"]

@@ -24,8 +24,11 @@ from enlighten_tf.train_command import TRAIN_COMMAND, training_dataset
 from tests.image_folders import coded_image, save
 from tests.reference import reference, reference_path
 from train import cli
+from tests.test_fit import assert_whole_epochs, record_steps
+from train import fit
 from train.callbacks import read_weights_attributes
-from train.errors import DatasetLayoutError, NotAvailableError, WeightsMismatchError
+from train.data import EpochLayout, epoch_layout
+from train.errors import NotAvailableError, WeightsMismatchError
 from train.fit import precision_policy
 
 RTOL = 1e-4
@@ -239,19 +242,24 @@ def _events(folder) -> dict[str, list[tuple[int, float]]]:
 
 
 def _train_argv(tmp_path, run_dir) -> list[str]:
-    """`llie train enlightengan`: 2 epochs of one step, lr decaying linearly from the first epoch, the torch >= 0.4
-    upsampling mode."""
-    return ["train", "enlightengan", *_unpaired_folders(tmp_path),
+    """`llie train enlightengan`: 2 epochs of 3 images in batches of 2 (as upstream, a full and a short batch per
+    epoch: the default steps per epoch), lr decaying linearly from the first epoch, the torch >= 0.4 upsampling
+    mode."""
+    return ["train", "enlightengan", *_unpaired_folders(tmp_path, lows=3, normals=3),
             "--vgg-weights", str(reference_path("enlightengan", "losses.npz")), "--epochs", "2", "--lr", "2e-4",
-            "--constant-epochs", "0", "--steps-per-epoch", "1", "--batch-size", "2", "--patch-size", "32",
+            "--constant-epochs", "0", "--batch-size", "2", "--patch-size", "32",
             "--no-align-corners", "--run-dir", str(run_dir), "--verbose", "2"]
 
 
-def test_llie_train_enlightengan_exits_0_with_logs_and_the_recorded_mode(tmp_path):
-    """Through the CLI: exit status 0, the six trackers and the lr per epoch, sample images, and final.weights.h5
-    carrying the --no-align-corners mode into `build_enhancer`."""
+def test_llie_train_enlightengan_exits_0_with_logs_and_the_recorded_mode(tmp_path, monkeypatch):
+    """Through the CLI: exit status 0, whole epochs of ceil(3 / 2) steps (no extra step at an epoch end), the six
+    trackers and the lr per epoch, sample images, and final.weights.h5 carrying the --no-align-corners mode into
+    `build_enhancer`."""
     run_dir = tmp_path / "run"
+    recorder = record_steps(monkeypatch, fit, metric="g_loss")
     assert cli.main(_train_argv(tmp_path, run_dir)) == 0
+    assert_whole_epochs(recorder, recorder.model.g_optimizer, epochs=2, steps=2)
+    assert int(recorder.model.d_optimizer.iterations) == 4
     assert not (run_dir / "backup").exists()  # finished
     scalars = _events(run_dir / "logs" / "train")
     for name in TRACKED:
@@ -303,24 +311,26 @@ def test_llie_train_enlightengan_resumes_after_a_crash(tmp_path, monkeypatch, ca
 
 
 def test_short_last_batch_never_reaches_two_replicas(tmp_path, two_cpu_strategy):
-    """3 images in batches of 2: one device keeps upstream's short last batch; on 2 replicas it is dropped, since
-    its single image would leave one replica empty (NaN BatchNorm statistics and relativistic means)."""
+    """3 images in batches of 2: one device keeps upstream's short last batch of each epoch; on 2 replicas the
+    batches are all full (running on into the next epoch), since a single image would leave one replica empty
+    (NaN BatchNorm statistics and relativistic means). (A global batch below the replica count is refused by
+    `train.fit.run_training`, for every trainer: tests/test_fit.py.)"""
     parser = argparse.ArgumentParser(prog="llie train enlightengan")
     TRAIN_COMMAND.add_arguments(parser)
     args = parser.parse_args([*_unpaired_folders(tmp_path, lows=3, normals=3), "--batch-size", "2",
                               "--patch-size", "32", "--vgg-weights", "unused"])
-    assert [int(low.shape[0]) for low, _ in training_dataset(args, replicas=1)] == [2, 1]
+    single = training_dataset(args, replicas=1)
+    assert epoch_layout(single) == EpochLayout(samples=3, batch_size=2, full_batches=False)
+    assert [int(low.shape[0]) for low, _ in single.take(4)] == [2, 1, 2, 1]
     dataset = training_dataset(args, replicas=two_cpu_strategy.num_replicas_in_sync)
-    assert [int(low.shape[0]) for low, _ in dataset] == [2]
+    assert epoch_layout(dataset) == EpochLayout(samples=3, batch_size=2, full_batches=True)
+    assert [int(low.shape[0]) for low, _ in dataset.take(3)] == [2, 2, 2]
     with two_cpu_strategy.scope():
         model = _tiny_gan(darken_probability=0.0)
         model.compile(g_optimizer=keras.optimizers.SGD(0.01), d_optimizer=keras.optimizers.SGD(0.01))
-    history = model.fit(dataset, epochs=1, verbose=0).history
+    history = model.fit(dataset, epochs=1, steps_per_epoch=2, verbose=0).history  # the second crosses epochs
     assert all(np.isfinite(history[key]).all() for key in TRACKED), history
     assert all(np.isfinite(variable.numpy()).all() for variable in model.generator.non_trainable_variables)
-    too_small = parser.parse_args([*_unpaired_folders(tmp_path), "--batch-size", "1", "--vgg-weights", "unused"])
-    with pytest.raises(DatasetLayoutError, match="smaller than the 2 replicas"):
-        training_dataset(too_small, replicas=2)
 
 
 def test_reflect_pad_of_statically_zero_amounts_adds_no_op():

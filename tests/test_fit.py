@@ -17,6 +17,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.image_folders import write_pairs
+from train import fit
+from train.data import paired_dataset
+from train.errors import DatasetLayoutError
 from train.fit import (
     FINAL_WEIGHTS,
     add_training_arguments,
@@ -109,6 +113,47 @@ def weights_of(model: keras.Model) -> list[np.ndarray]:
     return [np.asarray(w) for w in model.get_weights()]
 
 
+class StepRecorder(keras.callbacks.Callback):
+    """Per epoch: (steps fit ran, `metric` logged after the last step, `metric` in the epoch logs)."""
+
+    def __init__(self, metric: str = "loss"):
+        super().__init__()
+        self.metric = metric
+        self.epochs: list[tuple[int, float, float]] = []
+        self._steps: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps.append(float(logs[self.metric]))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append((len(self._steps), self._steps[-1], float(logs[self.metric])))
+
+
+def record_steps(monkeypatch, owner, metric: str = "loss") -> StepRecorder:
+    """Makes `owner.run_training` (the chassis, or a trainer module's imported name) also run a `StepRecorder`."""
+    recorder = StepRecorder(metric)
+    original = owner.run_training
+
+    def run_training_recorded(*args, extra_callbacks=(), **kwargs):
+        return original(*args, extra_callbacks=[*extra_callbacks, recorder], **kwargs)
+
+    monkeypatch.setattr(owner, "run_training", run_training_recorded)
+    return recorder
+
+
+def assert_whole_epochs(recorder: StepRecorder, optimizer: keras.optimizers.Optimizer, epochs: int, steps: int):
+    """Each of `epochs` epochs ran `steps` train steps and no more: the optimizer counted epochs · steps, and
+    each epoch's logged metric is its Mean over those steps (the value after the last one). An extra,
+    interrupted step at an epoch end (Keras on data of unknown length) would advance both."""
+    assert [count for count, _, _ in recorder.epochs] == [steps] * epochs
+    assert int(optimizer.iterations) == epochs * steps
+    for _, after_last_step, logged in recorder.epochs:
+        assert logged == pytest.approx(after_last_step, rel=1e-6)
+
+
 # === Flags ===
 
 
@@ -146,6 +191,25 @@ def test_help_mentions_every_flag_and_default():
                  "--strategy", "--no-resume", "--sample-every", "--mixed-precision", "--verbose"):
         assert flag in text
     assert "default 3" in text and "runs/toy" in text and "default 0.05" in text
+
+
+def test_help_shows_defaults_changed_later_and_whole_images():
+    parser = argparse.ArgumentParser(prog="llie train whole")
+    add_training_arguments(parser, epochs=3, batch_size=1, patch_size=None, learning_rate=0.05)
+    parser.set_defaults(sample_every=7)
+    text = " ".join(parser.format_help().split())
+    assert "pixels (default: whole images)" in text and "None" not in text
+    assert "sample images (default 7)" in text and parser.parse_args([]).sample_every == 7
+    assert parser.parse_args([]).patch_size is None
+
+
+@pytest.mark.parametrize("text, value", [("1", 1), ("12", 12), ("0", None), ("-3", None), ("x", None)])
+def test_positive_int(text, value):
+    if value is None:
+        with pytest.raises((argparse.ArgumentTypeError, ValueError)):
+            fit.positive_int(text)
+    else:
+        assert fit.positive_int(text) == value
 
 
 # === Strategy and precision ===
@@ -321,3 +385,43 @@ def test_corrupt_training_image_is_one_line_naming_the_file(tmp_path, capsys):
     assert status == 1
     assert error_lines(stderr, "train") == [stderr.strip()]
     assert stderr.strip().startswith(f"llie train: error: {data / '1.png'}: corrupt or truncated image")
+
+
+# === Epochs and replicas ===
+
+
+@pytest.mark.parametrize("drop_remainder, steps", [(False, 2), (True, 1)])
+def test_a_train_data_pipeline_runs_whole_epochs(tmp_path, monkeypatch, drop_remainder, steps):
+    """6 pairs in batches of 4: each epoch ends with its short batch (ceil: 2 steps) or, full batches only,
+    runs 6 // 4 = 1 step. The pipeline is endless and of unknown length to Keras: the steps come from its
+    epoch length, so no extra step at the epoch ends."""
+    write_pairs(tmp_path / "lol", [f"{index}.png" for index in range(6)], size=(8, 8))
+    dataset = paired_dataset(tmp_path / "lol", patch_size=8, batch_size=4, drop_remainder=drop_remainder)
+    assert int(dataset.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    recorder = record_steps(monkeypatch, fit)
+    model = fit.run_training(toy_args(tmp_path / "run", "--epochs", "3"), build_model=build_toy, dataset=dataset)
+    assert_whole_epochs(recorder, model.optimizer, epochs=3, steps=steps)
+
+
+def test_a_dataset_of_unknown_length_needs_steps_per_epoch(tmp_path, monkeypatch):
+    unknown = toy_dataset().filter(lambda low, high: True)  # 2 batches, which Keras cannot know in advance
+    with pytest.raises(ValueError, match="epoch length is unknown"):
+        run_training(toy_args(tmp_path, "--epochs", "2"), build_model=build_toy, dataset=unknown)
+    recorder = record_steps(monkeypatch, fit)
+    model = fit.run_training(toy_args(tmp_path, "--epochs", "2", "--steps-per-epoch", "3"), build_model=build_toy,
+                             dataset=unknown)  # repeated: 3 steps run on into the second pass
+    assert_whole_epochs(recorder, model.optimizer, epochs=2, steps=3)
+
+
+def test_every_replica_needs_an_image(tmp_path, two_cpu_strategy):
+    def never_built():
+        raise AssertionError("the batch check comes first")
+
+    with pytest.raises(DatasetLayoutError, match=r"--batch-size 1 is smaller than the 2 replicas"):
+        run_training(toy_args(tmp_path, "--batch-size", "1"), build_model=never_built,
+                     dataset=toy_dataset(batch_size=1), strategy=two_cpu_strategy)
+    write_pairs(tmp_path / "lol", ["0.png", "1.png", "2.png"], size=(8, 8))
+    short_batches = paired_dataset(tmp_path / "lol", patch_size=8, batch_size=2, drop_remainder=False)
+    with pytest.raises(ValueError, match="drop_remainder=True under 2 replicas"):
+        run_training(toy_args(tmp_path, "--batch-size", "2"), build_model=never_built, dataset=short_batches,
+                     strategy=two_cpu_strategy)

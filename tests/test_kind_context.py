@@ -8,11 +8,11 @@ import tensorflow as tf
 from kind_tf.context import (DECOM_ALIGNMENT, ContextCrops, context_crop, context_crops, decompose_patches,
                              window_size)
 from kind_tf.convert import load_tf1_checkpoint
+from kind_tf.layers import stretch_whole_image
 from kind_tf.networks import DecomNet
-from kind_tf.train_commands import stretch_whole_image
 from tests.image_folders import save as save_png
 from tests.reference import reference_path
-from train.augment import dihedral
+from train.augment import crop_and_augment, dihedral
 from train.data import paired_dataset
 from train.io import read_image
 
@@ -111,3 +111,19 @@ def test_pipeline_yields_grid_aligned_windows_of_the_stretched_images(tmp_path):
                                                        repeat=False, seed=5, prepare=stretch_whole_image,
                                                        augmentation=context_crops(PATCH)))).geometry.numpy()}
     assert keys != {tuple(g) for g in crops.geometry.numpy()}  # the seed draws the windows
+
+
+def test_a_sample_key_draws_the_patch_and_transform_of_crop_and_augment(pair):
+    """For one key, the context window holds exactly the patch, transformed, that stage 1's `crop_and_augment`
+    cuts: both draw through `train.augment.random_window_offset` / `random_dihedral_k`."""
+    crop = context_crops(PATCH)
+    transforms = set()
+    for sample in range(12):
+        key = tf.constant([3, sample], tf.int64)
+        window = crop(pair, key)
+        _, _, top, left, k = window.geometry.numpy()
+        transforms.add(int(k))
+        patches = [dihedral(image[top:top + PATCH, left:left + PATCH], k) for image in (window.low, window.high)]
+        for got, want in zip(patches, crop_and_augment(pair, key, PATCH, augment=True)):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert len(transforms) > 1

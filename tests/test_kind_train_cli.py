@@ -10,11 +10,13 @@ from PIL import Image
 
 from kind_tf.convert import convert_checkpoints, load_network
 from kind_tf import train_commands
+from kind_tf.layers import stretch_whole_image
 from kind_tf.networks import DecomNet
 from kind_tf.pipeline import KinD
 from kind_tf.train_commands import STAGES as TRAIN_STAGES
-from kind_tf.train_commands import restoration_learning_rate, stretch_whole_image
+from kind_tf.train_commands import restoration_learning_rate
 from tests.reference import reference_path
+from tests.test_fit import assert_whole_epochs, record_steps
 from train import registry
 from train.cli import build_parser, main
 from train.data import paired_dataset
@@ -104,6 +106,21 @@ def test_stage_commands_default_to_the_original_scripts(stage, tmp_path):
         assert trainer.swap_probability == 0.5
 
 
+@pytest.mark.parametrize("command, expected", [
+    ("kind-decom", ["number of epochs (default 2000)", "sample images (default 200)", "pixels (default 48)"]),
+    ("kind-restoration", ["number of epochs (default 1000)", "sample images (default 50)"]),
+    ("kind", ["number of epochs (default each stage's own, see below)", "sample images (default each stage's own",
+              "Per-stage defaults", "decom 2000/10/48/0.0001/200", "restoration 1000/4/384/0.0001/50"]),
+])
+def test_help_shows_each_commands_own_defaults(command, expected, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in expected:
+        assert phrase in text
+    assert "None" not in text
+
+
 def test_kind_command_runs_each_stage_with_its_original_defaults(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(train_commands, "run_stage", lambda args, stage: seen.setdefault(stage.name, args))
@@ -130,11 +147,13 @@ def test_whole_images_are_stretched_before_the_crop(lol):
     assert patch.min() > 0.0 or patch.max() < 1.0  # a per-patch stretch would span exactly [0, 1]
 
 
-def test_kind_decom_command_writes_weights_and_logs(lol, tmp_path, capsys):
+def test_kind_decom_command_writes_weights_and_logs(lol, tmp_path, capsys, monkeypatch):
     run_dir = tmp_path / "decom"
-    assert main(["train", "kind-decom", "--data", str(lol), *TINY, "--batch-size", "3", "--verbose", "2",
-                 "--run-dir", str(run_dir)]) == 0
+    recorder = record_steps(monkeypatch, train_commands)
+    assert main(["train", "kind-decom", "--data", str(lol), *TINY, "--epochs", "2", "--batch-size", "3",
+                 "--verbose", "2", "--run-dir", str(run_dir)]) == 0
     assert "1/1 - " in capsys.readouterr().out  # default steps per epoch: 4 pairs // 3 (the scripts' numBatch)
+    assert_whole_epochs(recorder, recorder.model.optimizer, epochs=2, steps=1)
     decom = DecomNet()
     decom(np.zeros((1, 4, 4, 3), np.float32))
     before = [np.array(w) for w in decom.get_weights()]

@@ -194,8 +194,10 @@ def test_grad_norm_ignores_steps_skipped_by_loss_scaling():
     assert np.isfinite(history["loss"][0])
 
 
-def test_llie_train_sci_writes_enhancer_weights(tmp_path):
+def test_llie_train_sci_writes_enhancer_weights(tmp_path, monkeypatch):
     from sci_tf.train_command import train
+    from tests.test_fit import assert_whole_epochs, record_steps
+    from train import fit
     from train.cli import build_parser
     from train.io import write_image
 
@@ -205,8 +207,9 @@ def test_llie_train_sci_writes_enhancer_weights(tmp_path):
     run_dir = tmp_path / "run"
     args = build_parser().parse_args(["train", "sci", "--data", str(data), "--epochs", "2", "--stages", "1",
                                       "--run-dir", str(run_dir), "--verbose", "0", "--seed", "1"])
+    recorder = record_steps(monkeypatch, fit)
     model = train(args)
-    assert int(model.optimizer.iterations) == 4  # 2 epochs × 2 whole images, batch 1 (the original defaults)
+    assert_whole_epochs(recorder, model.optimizer, epochs=2, steps=2)  # 2 whole images, batch 1 (the original)
     enhancer = SCIEnhancer.from_weights(run_dir / "final.weights.h5")
     np.testing.assert_array_equal(enhancer.enhance.in_conv.kernel.numpy(), model.enhance.in_conv.kernel.numpy())
     # Trained from the original initialisation (the same seed gives the same initial weights): 4 Adam steps
@@ -216,3 +219,39 @@ def test_llie_train_sci_writes_enhancer_weights(tmp_path):
     initial.build()
     moved = np.abs(enhancer.enhance.in_conv.kernel.numpy() - initial.enhance.in_conv.kernel.numpy()).max()
     assert 0.5 * LEARNING_RATE < moved <= 4 * LEARNING_RATE * 1.01
+
+
+def test_llie_train_sci_flag_mistakes_are_usage_errors_or_one_line(tmp_path, capsys):
+    from tests.enhancer_testing import error_lines, run_llie
+    from train.io import write_image
+
+    data = tmp_path / "low"
+    for index, size in enumerate((16, 20)):
+        write_image(data / f"{index}.png", _images(index, 1, size=size)[0])
+    for stages in ("0", "-1"):
+        status, _, stderr = run_llie(capsys, "train", "sci", "--data", data, "--stages", stages)
+        assert status == 2 and f"--stages: must be >= 1, got {stages}" in stderr and "Traceback" not in stderr
+    status, _, stderr = run_llie(capsys, "train", "sci", "--data", data, "--batch-size", "2", "--run-dir",
+                                 tmp_path / "run")
+    assert status == 1 and error_lines(stderr, "train") == [stderr.strip()]
+    assert stderr.strip().startswith(f"llie train: error: {data}: whole images (no patch size) can differ in size")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_sample_render_runs_the_enhance_network_only(monkeypatch):
+    from sci_tf.train_command import render_reflectance
+
+    keras.utils.set_random_seed(0)
+    model = SCI(stages=3)
+    model.build()
+    x = tf.constant(_images(0, 2))
+    stage0 = model(x, training=False)["rlist"][0]  # what the original saves: the first stage's reflectance
+
+    def not_run(*args, **kwargs):
+        raise AssertionError("the calibration network ran")
+
+    monkeypatch.setattr(model.calibrate, "call", not_run)
+    rendered = render_reflectance(model, x)
+    np.testing.assert_allclose(rendered, stage0, atol=1e-6)
+    np.testing.assert_allclose(rendered, model.enhancer()(x), atol=1e-6)
+    assert float(tf.reduce_max(tf.abs(rendered - x))) > 1e-2  # brightened, not the input

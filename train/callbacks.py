@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, Mapping
 
-import keras
 import h5py
+import keras
 import numpy as np
 import tensorflow as tf
 
-from train.io import atomic_output
 from train.errors import WeightsMismatchError
+from train.io import atomic_output
 
 # (model, images float32 NHWC [0,1]) -> rendered images NHWC in [0,1] (any float dtype; cast here).
 RenderFn = Callable[[keras.Model, tf.Tensor], tf.Tensor]
@@ -33,6 +34,7 @@ SCALARS_SUBDIR = "train"
 IMAGES_SUBDIR = "images"
 INPUT_TAG = "samples/input"
 OUTPUT_TAG = "samples/output"
+SAMPLE_SIDE = 512  # the largest side of a training run's sample image (`sample_crop`)
 
 
 def _plugin(name: str) -> tf.compat.v1.SummaryMetadata:
@@ -60,6 +62,12 @@ def write_image_summary(tag: str, images: tf.Tensor, step: int) -> None:
 def default_render(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
     """Renders samples by calling the model itself (an enhancer-like training model)."""
     return model(images, training=False)
+
+
+def sample_crop(image, max_side: int = SAMPLE_SIDE) -> np.ndarray:
+    """A training run's TensorBoard sample: the top-left crop of at most `max_side`² of one (H, W, 3) image in
+    [0,1] (array or tensor), as a batch (1, h, w, 3) float32; small, since every render runs eagerly."""
+    return np.asarray(image, np.float32)[None, :max_side, :max_side]
 
 
 # === Weights files ===
@@ -93,20 +101,12 @@ def save_weights_atomically(model: keras.Model, path: str | os.PathLike, save_fn
             model.save_weights(str(tmp), overwrite=True)
         else:
             save_fn(model, str(tmp))
-    return path
-
-
-# === Callbacks ===
-
-
-class TensorBoardImages(keras.callbacks.Callback):
-    """Writes `render(model, images)` every `every` epochs, and the inputs once per run, as TensorBoard images.
         if attributes:
             with h5py.File(tmp, "a") as file:
                 file.attrs.update(attributes)
+    return path
 
-    Args:
-        log_dir: the run's TensorBoard folder; images go to `<log_dir>/images`.
+
 def read_weights_attributes(path: str | os.PathLike) -> dict[str, AttributeValue]:
     """The attributes `save_weights_atomically` recorded in a .weights.h5 ({} when none were);
     `WeightsMismatchError` naming the file when it is missing or not HDF5."""
@@ -133,6 +133,14 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike, what: str) ->
         raise WeightsMismatchError(f"{path}: not {what} weights ({reason})") from err
 
 
+# === Callbacks ===
+
+
+class TensorBoardImages(keras.callbacks.Callback):
+    """Writes `render(model, images)` every `every` epochs, and the inputs once per run, as TensorBoard images.
+
+    Args:
+        log_dir: the run's TensorBoard folder; images go to `<log_dir>/images`.
         images: float32 NHWC in [0,1], a handful of fixed samples (kept small: they are rendered eagerly).
         render: `(model, images) -> NHWC [0,1]`; defaults to `model(images, training=False)`.
         every: epochs between renders (epoch e is written when (e + 1) % every == 0, and at the last epoch).
@@ -232,6 +240,7 @@ def training_callbacks(
     sample_every: int = 1,
     resume: bool = True,
     save_weights: SaveFn | None = None,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> list[keras.callbacks.Callback]:
     """The standard callback list of a training run in `run_dir`.
 
@@ -239,6 +248,8 @@ def training_callbacks(
       (weights, every tracked optimizer, epoch) up at each epoch end, so a killed run restarts at the first
       unfinished epoch; it is deleted when fit completes. It comes first so the backup exists before any later
       callback can fail.
+    - `extra_callbacks`, in their order (e.g. a model's lr schedule): before the scalar writer, so what they put
+      in the epoch logs (EnlightenGAN's `lr`) reaches TensorBoard.
     - `TensorBoardScalars(<run_dir>/logs)`: one scalar per metric the model reports (and the learning rate),
       per epoch.
     - `TensorBoardImages(<run_dir>/logs)` when `sample_images` is given.
@@ -249,6 +260,7 @@ def training_callbacks(
     callbacks: list[keras.callbacks.Callback] = []
     if resume:
         callbacks.append(keras.callbacks.BackupAndRestore(os.fspath(run_dir / "backup")))
+    callbacks.extend(extra_callbacks)
     callbacks.append(TensorBoardScalars(log_dir))
     if sample_images is not None:
         callbacks.append(TensorBoardImages(log_dir, sample_images, render_samples, every=sample_every))

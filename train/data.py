@@ -12,6 +12,10 @@ read, with an error naming it (wrap the loop or `model.fit` in `pipeline_errors(
 a training pipeline in which a whole epoch's files fail raises `DatasetLayoutError` (an endless stream would
 otherwise skip forever).
 
+Epochs: the training pipelines are endless by default (`repeat=True`), with their epoch length attached
+(`epoch_layout(dataset)`: samples per epoch, batch size, full batches only or not), from which
+`train.fit.run_training` takes its steps per epoch. `repeat=False` gives one epoch, for inspection.
+
 Determinism: every random choice (epoch order, crop window, dihedral transform or EnlightenGAN's flips)
 is a stateless function of (seed, epoch or sample number), and the pipelines run with `deterministic=True`, so
 one seed gives identical batches on every run, at any parallelism.
@@ -19,7 +23,9 @@ one seed gives identical batches on every run, at any parallelism.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,8 +38,8 @@ from train.errors import DatasetLayoutError
 from train.folders import check_images, check_pairs, find_lol_pairs, list_images, unpaired_folders
 from train.reading import path_table, pipeline_errors, read_images
 
-__all__ = ["AUTOTUNE", "find_lol_pairs", "list_images", "low_only_dataset", "low_only_eval_dataset",
-           "paired_dataset", "paired_eval_dataset", "pipeline_errors", "unpaired_dataset"]
+__all__ = ["AUTOTUNE", "EpochLayout", "epoch_layout", "find_lol_pairs", "list_images", "low_only_dataset",
+           "low_only_eval_dataset", "paired_dataset", "paired_eval_dataset", "pipeline_errors", "unpaired_dataset"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 log = logging.getLogger("train.data")
@@ -44,6 +50,39 @@ _ORDER_STREAM, _AUGMENT_STREAM = 0, 1
 Augmentation = Callable[[tuple[tf.Tensor, ...], tf.Tensor], tuple[tf.Tensor, ...]]
 
 
+# === Epochs ===
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochLayout:
+    """How an endless training pipeline divides into epochs.
+
+    samples: samples per epoch (the data set's length); batch_size: the global batch; full_batches: True when
+    every batch is full (batches then run on into the next epoch's samples), False when each epoch ends with its
+    own short batch.
+    """
+
+    samples: int
+    batch_size: int
+    full_batches: bool
+
+    @property
+    def steps(self) -> int:
+        """Batches per epoch: samples // batch_size (at least 1) with full batches, else ceil(samples / batch)."""
+        if self.full_batches:
+            return max(1, self.samples // self.batch_size)
+        return math.ceil(self.samples / self.batch_size)
+
+
+_EPOCH_LAYOUT = "_llie_epoch_layout"
+
+
+def epoch_layout(dataset: tf.data.Dataset) -> EpochLayout | None:
+    """The `EpochLayout` of an endless training pipeline built here; None for any other dataset (including one
+    derived from it by a further `map`, `filter`...: its epoch length is then the caller's to give)."""
+    return getattr(dataset, _EPOCH_LAYOUT, None)
+
+
 # === Building blocks ===
 
 
@@ -51,23 +90,17 @@ def _key(seed: int, stream: int) -> tf.Tensor:
     return tf.constant([seed, stream], dtype=tf.int64)
 
 
-def _sample_numbers(num_items: int, *, seed: int, shuffle: bool, repeat: bool) -> tf.data.Dataset:
-    """(item index, sample number) for one pass over `num_items` items per epoch, endless if `repeat`.
+def _epoch_samples(num_items: int, epoch: tf.Tensor, *, seed: int, shuffle: bool) -> tf.data.Dataset:
+    """(item index, sample number) of one epoch over `num_items` items.
 
-    Each epoch is a fresh permutation drawn from (seed, epoch); the sample number counts across epochs and
-    keys the per-sample random choices.
+    Each epoch is a fresh permutation drawn from (seed, epoch); the sample number counts across epochs and keys
+    the per-sample random choices.
     """
-    order_key = _key(seed, _ORDER_STREAM)
-
-    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        order = tf.range(num_items, dtype=tf.int64)
-        if shuffle:
-            order = tf.random.experimental.stateless_shuffle(
-                order, seed=tf.random.experimental.stateless_fold_in(order_key, epoch))
-        return tf.data.Dataset.from_tensor_slices((order, epoch * num_items + tf.range(num_items, dtype=tf.int64)))
-
-    epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
-    return epochs.flat_map(one_epoch)
+    order = tf.range(num_items, dtype=tf.int64)
+    if shuffle:
+        order_key = tf.random.experimental.stateless_fold_in(_key(seed, _ORDER_STREAM), epoch)
+        order = tf.random.experimental.stateless_shuffle(order, seed=order_key)
+    return tf.data.Dataset.from_tensor_slices((order, epoch * num_items + tf.range(num_items, dtype=tf.int64)))
 
 
 def _finish(dataset: tf.data.Dataset, batch_size: int | None, *, drop_remainder: bool = False) -> tf.data.Dataset:
@@ -79,11 +112,12 @@ def _finish(dataset: tf.data.Dataset, batch_size: int | None, *, drop_remainder:
     return dataset.prefetch(AUTOTUNE).with_options(options)
 
 
-def _check_batching(patch_size: int | None, batch_size: int) -> None:
+def _check_batching(patch_size: int | None, batch_size: int, folder: str | os.PathLike) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if patch_size is None and batch_size != 1:
-        raise ValueError("whole images (patch_size=None) have different sizes: use batch_size=1 or a patch_size")
+        raise DatasetLayoutError(f"{folder}: whole images (no patch size) can differ in size and cannot be "
+                                 f"batched by {batch_size}: use batch size 1 or set a patch size")
     if patch_size is not None and patch_size < 1:
         raise ValueError(f"patch_size must be at least 1, got {patch_size}")
 
@@ -120,6 +154,7 @@ def _training_pipeline(
     batch_size: int,
     shuffle: bool,
     repeat: bool,
+    drop_remainder: bool | None,
     seed: int,
     skip_bad: bool,
     prepare: Callable[[tf.Tensor], tf.Tensor] | None = None,
@@ -127,9 +162,11 @@ def _training_pipeline(
     """Samples → one file per source (`choose(item index)`) → read → `augmentation` (crop, flips...) → batch.
 
     `paired`: the images of a sample must have one size. `prepare`: applied to each whole image before the crop.
+    `drop_remainder` None: full batches when `repeat`, else one epoch's short last batch is kept.
     """
     tables = [path_table(paths) for paths in sources]
     augment_key = _key(seed, _AUGMENT_STREAM)
+    full_batches = repeat if drop_remainder is None else drop_remainder
 
     def read(index: tf.Tensor, sample: tf.Tensor):
         picks = choose(index)
@@ -143,15 +180,28 @@ def _training_pipeline(
         images = augmentation(images, tf.random.experimental.stateless_fold_in(augment_key, sample))
         return images if len(images) > 1 else images[0]
 
-    dataset = _sample_numbers(epoch_length, seed=seed, shuffle=shuffle, repeat=repeat)
-    dataset = dataset.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
-    if skip_bad:
-        folders = ", ".join(dict.fromkeys(str(paths[0].parent) for paths in sources))
-        dataset = _fail_on_an_empty_epoch(dataset, epoch_length, folders)
-        dataset = dataset.filter(lambda ok, _sample, _images: ok)
-    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
-    # An endless stream is cut into full batches only (static batch size); one epoch keeps its last, short batch.
-    return _finish(dataset, batch_size, drop_remainder=repeat)
+    def samples(numbers: tf.data.Dataset) -> tf.data.Dataset:
+        dataset = numbers.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
+        if skip_bad:
+            folders = ", ".join(dict.fromkeys(str(paths[0].parent) for paths in sources))
+            dataset = _fail_on_an_empty_epoch(dataset, epoch_length, folders)
+            dataset = dataset.filter(lambda ok, _sample, _images: ok)
+        return dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        return _epoch_samples(epoch_length, epoch, seed=seed, shuffle=shuffle)
+
+    epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    if repeat and not full_batches:
+        # Each epoch batched on its own, so that it ends with its short batch (as a PyTorch DataLoader).
+        dataset = _finish(epochs.flat_map(lambda epoch: samples(one_epoch(epoch)).batch(
+            batch_size, num_parallel_calls=AUTOTUNE, deterministic=True)), None)
+    else:
+        # Full batches of an endless stream run on across epochs (a static batch size, no sample dropped).
+        dataset = _finish(samples(epochs.flat_map(one_epoch)), batch_size, drop_remainder=full_batches)
+    if repeat:
+        setattr(dataset, _EPOCH_LAYOUT, EpochLayout(epoch_length, batch_size, full_batches))
+    return dataset
 
 
 def _eval_pipeline(sources: Sequence[Sequence[Path]], *, paired: bool, skip_bad: bool) -> tf.data.Dataset:
@@ -185,6 +235,7 @@ def paired_dataset(
     augment: bool = True,
     shuffle: bool = True,
     repeat: bool = True,
+    drop_remainder: bool | None = None,
     seed: int = 0,
     skip_bad: bool = False,
     prepare: Callable[[tf.Tensor], tf.Tensor] | None = None,
@@ -194,21 +245,27 @@ def paired_dataset(
 
     Each pair yields one random `patch_size`² window per epoch, the same for both images, and one of the 8
     dihedral transforms (if `augment`), also the same for both. Yields (low, high), each (B, P, P, 3) float32 in
-    [0,1]. `repeat=True`: endless, full batches only (pass `steps_per_epoch` to `fit`, e.g.
-    ceil(len(find_lol_pairs(root, split)) / batch_size)); `repeat=False`: one epoch, the last batch may be short.
+    [0,1]. `repeat=True`: endless, epoch length attached (`epoch_layout`); `repeat=False`: one epoch.
+    `drop_remainder`: True, full batches only (an endless stream's batches then run on across epochs, no sample
+    is dropped); False, each epoch ends with its short batch; None (default), full batches when `repeat`, the
+    short last batch of one epoch otherwise.
     `prepare`: a function applied to each WHOLE image (H, W, 3) before the crop, e.g. KinD's per-image min-max
     stretch, which its training scripts apply when loading (a per-patch stretch would differ).
     `augmentation`: replaces the crop and transform above, (whole (low, high), stateless key) → the sample (e.g.
-    `kind_tf.context.context_crops`); images are still at least `patch_size` on each side.
+    `kind_tf.context.context_crops`); images are still at least `patch_size` on each side. `augment` only
+    switches the default transform: `augment=False` with an `augmentation` is a `ValueError`.
     """
-    _check_batching(patch_size, batch_size)
+    if augmentation is not None and not augment:
+        raise ValueError("augment=False only switches off the default crop's transform, which the given "
+                         "augmentation replaces: make the augmentation itself not augment")
+    _check_batching(patch_size, batch_size, root)
     pairs = check_pairs(find_lol_pairs(root, split, skip_bad=skip_bad), min_size=patch_size, skip_bad=skip_bad)
     log.info("%s (%s split): %d pairs", root, split, len(pairs))
     lows, highs = zip(*pairs)
     return _training_pipeline([lows, highs], epoch_length=len(pairs), choose=lambda index: (index, index),
                               paired=True, augmentation=augmentation or _same_crop_and_dihedral(patch_size, augment),
                               patch_size=patch_size, batch_size=batch_size, shuffle=shuffle, repeat=repeat,
-                              seed=seed, skip_bad=skip_bad, prepare=prepare)
+                              drop_remainder=drop_remainder, seed=seed, skip_bad=skip_bad, prepare=prepare)
 
 
 def unpaired_dataset(
@@ -220,6 +277,7 @@ def unpaired_dataset(
     augment: bool = True,
     shuffle: bool = True,
     repeat: bool = True,
+    drop_remainder: bool | None = None,
     seed: int = 0,
     skip_bad: bool = False,
 ) -> tf.data.Dataset:
@@ -230,9 +288,10 @@ def unpaired_dataset(
     i is (A[i % |A|], B[i % |B|]). Augmentation as upstream (`train.augment.unpaired_crop_and_flip`): each image
     its own random `patch_size`² window and horizontal flip, then one joint horizontal and one joint vertical
     flip (p = 0.5 each); no 90° rotations. `augment=False` keeps the crops only (upstream `no_flip`). Defaults
-    are EnlightenGAN's (fineSize 320, batch 32).
+    are EnlightenGAN's (fineSize 320, batch 32). `repeat`, `drop_remainder`: as `paired_dataset` (upstream's
+    DataLoader ends each epoch with its short batch: `drop_remainder=False`).
     """
-    _check_batching(patch_size, batch_size)
+    _check_batching(patch_size, batch_size, low_dir)
     if normal_dir is None:
         low_dir, normal_dir = unpaired_folders(low_dir)
     lows = check_images(list_images(low_dir), min_size=patch_size, skip_bad=skip_bad)
@@ -243,7 +302,7 @@ def unpaired_dataset(
                               augmentation=lambda images, key: unpaired_crop_and_flip(images, key, patch_size,
                                                                                       augment),
                               patch_size=patch_size, batch_size=batch_size, shuffle=shuffle, repeat=repeat,
-                              seed=seed, skip_bad=skip_bad)
+                              drop_remainder=drop_remainder, seed=seed, skip_bad=skip_bad)
 
 
 def low_only_dataset(
@@ -254,19 +313,23 @@ def low_only_dataset(
     augment: bool = True,
     shuffle: bool = True,
     repeat: bool = True,
+    drop_remainder: bool | None = None,
     seed: int = 0,
     skip_bad: bool = False,
 ) -> tf.data.Dataset:
     """One folder of low-light images (SCI) → batches of low images, (B, P, P, 3) float32 in [0,1].
 
-    The default (whole images, batch 1) is how SCI trains; set `patch_size` to crop and batch.
+    The default (whole images, batch 1) is how SCI trains; set `patch_size` to crop and batch (whole images can
+    differ in size: a batch size above 1 without a patch size is a `DatasetLayoutError`). `repeat`,
+    `drop_remainder`: as `paired_dataset`.
     """
-    _check_batching(patch_size, batch_size)
+    _check_batching(patch_size, batch_size, folder)
     images = check_images(list_images(folder), min_size=patch_size, skip_bad=skip_bad)
     log.info("%s: %d images", folder, len(images))
     return _training_pipeline([images], epoch_length=len(images), choose=lambda index: (index,), paired=False,
                               augmentation=_same_crop_and_dihedral(patch_size, augment), patch_size=patch_size,
-                              batch_size=batch_size, shuffle=shuffle, repeat=repeat, seed=seed, skip_bad=skip_bad)
+                              batch_size=batch_size, shuffle=shuffle, repeat=repeat, drop_remainder=drop_remainder,
+                              seed=seed, skip_bad=skip_bad)
 
 
 # === Evaluation pipelines ===

@@ -19,7 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from train.callbacks import RenderFn, SaveFn, TensorBoardScalars, save_weights_atomically, training_callbacks
+from train.callbacks import RenderFn, SaveFn, save_weights_atomically, training_callbacks
+from train.data import epoch_layout
+from train.errors import DatasetLayoutError
 from train.reading import pipeline_errors
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -27,7 +29,8 @@ PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 FINAL_WEIGHTS = "final.weights.h5"
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse `type=` of a count that must be at least 1 (a usage error otherwise)."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
@@ -49,7 +52,7 @@ def add_training_arguments(
     *,
     epochs: int,
     batch_size: int,
-    patch_size: int,
+    patch_size: int | None,
     learning_rate: float,
     steps_per_epoch: int | None = None,
     model_name: str | None = None,
@@ -58,39 +61,42 @@ def add_training_arguments(
 
     Namespace attributes: epochs, batch_size, patch_size, lr, steps_per_epoch, seed, run_dir, strategy, resume,
     sample_every, mixed_precision, verbose. `--run-dir` defaults to `runs/<model_name>`; without `model_name`,
-    the last word of the parser's prog (`llie train sci` → `runs/sci`).
+    the last word of the parser's prog (`llie train sci` → `runs/sci`). `patch_size=None`: whole images. The help
+    texts show each flag's current default (`%(default)s`), so a trainer changes one with `parser.set_defaults`.
     """
     name = model_name or parser.prog.split()[-1]
     group = parser.add_argument_group("training (shared by every trainer)")
-    group.add_argument("--epochs", type=_positive_int, default=epochs,
-                       help=f"number of epochs (default {epochs})")
-    group.add_argument("--batch-size", type=_positive_int, default=batch_size,
-                       help=f"global batch size, split across replicas (default {batch_size})")
-    group.add_argument("--patch-size", type=_positive_int, default=patch_size,
-                       help=f"side of the square training crops in pixels (default {patch_size})")
-    group.add_argument("--lr", type=_positive_float, default=learning_rate,
-                       help=f"learning rate (default {learning_rate:g})")
-    group.add_argument("--steps-per-epoch", type=_positive_int, default=steps_per_epoch,
-                       help="batches per epoch (default: "
-                            + ("one pass over the data" if steps_per_epoch is None else str(steps_per_epoch)) + ")")
+    group.add_argument("--epochs", type=positive_int, default=epochs, help="number of epochs (default %(default)s)")
+    group.add_argument("--batch-size", type=positive_int, default=batch_size,
+                       help="global batch size, split across replicas (default %(default)s)")
+    group.add_argument("--patch-size", type=positive_int, default=patch_size,
+                       help="side of the square training crops in pixels ("
+                            + ("default %(default)s)" if patch_size is not None else "default: whole images)"))
+    group.add_argument("--lr", type=_positive_float, default=learning_rate, help="learning rate (default %(default)s)")
+    group.add_argument("--steps-per-epoch", type=positive_int, default=steps_per_epoch,
+                       help="batches per epoch ("
+                            + ("default %(default)s)" if steps_per_epoch is not None else
+                               "default: one pass over the training data, samples / batch size, rounded down "
+                               "where a trainer uses full batches only)"))
     group.add_argument("--seed", type=int, default=0,
-                       help="global random seed (Python, NumPy, TensorFlow; default 0)")
+                       help="global random seed (Python, NumPy, TensorFlow; default %(default)s)")
     group.add_argument("--run-dir", default=os.path.join("runs", name),
                        help="folder for TensorBoard logs (logs/), the resume backup (backup/), the per-epoch "
                             "checkpoint last.weights.h5 and the final weights final.weights.h5 "
-                            f"(default runs/{name})")
+                            "(default %(default)s)")
     group.add_argument("--strategy", choices=STRATEGIES, default="default",
                        help="tf.distribute strategy: default (one device), mirrored (all local GPUs), "
-                            "multiworker (MultiWorkerMirroredStrategy, reads TF_CONFIG) (default default)")
+                            "multiworker (MultiWorkerMirroredStrategy, reads TF_CONFIG) (default %(default)s)")
     group.add_argument("--no-resume", dest="resume", action="store_false",
                        help="start from epoch 0, deleting any backup of an interrupted run in the run dir "
                             "(default: resume from the last finished epoch)")
-    group.add_argument("--sample-every", type=_positive_int, default=1,
-                       help="epochs between TensorBoard sample images (default 1)")
+    group.add_argument("--sample-every", type=positive_int, default=1,
+                       help="epochs between TensorBoard sample images (default %(default)s)")
     group.add_argument("--mixed-precision", choices=PRECISIONS, default="none",
-                       help="Keras mixed-precision policy (default none = float32)")
+                       help="Keras mixed-precision policy, none = float32 (default %(default)s)")
     group.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
-                       help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch (default 1)")
+                       help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch "
+                            "(default %(default)s)")
 
 
 # === Strategy and precision ===
@@ -129,12 +135,50 @@ def worker_run_dir(run_dir: str | os.PathLike, strategy: tf.distribute.Strategy)
     return run_dir / "workers" / f"{resolver.task_type}_{resolver.task_id}"
 
 
+def tracked_optimizers(model: keras.Model) -> list[keras.optimizers.Optimizer]:
+    """Every optimizer held in an attribute of `model` (e.g. `optimizer`, or a GAN's `g_optimizer` and
+    `d_optimizer`), each once, in attribute order."""
+    found = [value for value in vars(model).values() if isinstance(value, keras.optimizers.Optimizer)]
+    return list({id(optimizer): optimizer for optimizer in found}.values())
+
+
 def _unbuilt_extra_optimizers(model: keras.Model) -> list[str]:
     """Names of optimizers tracked by the model, besides `model.optimizer` (which BackupAndRestore builds
     itself), that hold no variables yet: their state would silently not be restored on resume."""
     main = getattr(model, "optimizer", None)
-    return [value.name for value in vars(model).values()
-            if isinstance(value, keras.optimizers.Optimizer) and value is not main and not value.built]
+    return [optimizer.name for optimizer in tracked_optimizers(model) if optimizer is not main and not optimizer.built]
+
+
+def _check_replicas(args: argparse.Namespace, dataset: tf.data.Dataset, replicas: int) -> None:
+    """Every replica needs at least one image of every batch: an empty shard gives NaN batch statistics
+    (BatchNorm, EnlightenGAN's relativistic means, KinD's batch-wide min-max gradient terms), which the
+    all-reduce spreads to every replica."""
+    if args.batch_size < replicas:
+        raise DatasetLayoutError(f"--batch-size {args.batch_size} is smaller than the {replicas} replicas of "
+                                 f"--strategy {args.strategy}: each replica needs at least one image")
+    layout = epoch_layout(dataset)
+    if replicas > 1 and layout is not None and not layout.full_batches:
+        raise ValueError("a pipeline whose epochs end with a short batch can leave a replica without an image: "
+                         f"build it with drop_remainder=True under {replicas} replicas")
+
+
+def epoch_steps(dataset: tf.data.Dataset, steps_per_epoch: int | None = None) -> int:
+    """Batches per epoch: `steps_per_epoch` if given, else the epoch length of a `train.data` pipeline
+    (`train.data.epoch_layout`), else the dataset's own length (a dataset of known cardinality).
+
+    A `ValueError` for a dataset of unknown length: Keras would run one extra, interrupted step at the end of
+    each of its epochs, which still advances the optimizer's step counter and the metrics' counts.
+    """
+    if steps_per_epoch is not None:
+        return steps_per_epoch
+    layout = epoch_layout(dataset)
+    if layout is not None:
+        return layout.steps
+    cardinality = int(dataset.cardinality())
+    if cardinality > 0:
+        return cardinality
+    raise ValueError("the training dataset's epoch length is unknown (or it is empty or endless): use a "
+                     "train.data training pipeline, a dataset of known cardinality, or give steps_per_epoch")
 
 
 # === Training ===
@@ -156,20 +200,24 @@ def run_training(
     Sets the global seed and the precision policy (restored on return), creates the strategy (`strategy`
     overrides `args.strategy`), calls `build_model()` inside `strategy.scope()` (it must return a compiled
     model; build it and every optimizer it uses so a resumed run restores their state), then runs `model.fit`
-    with `training_callbacks(...)` and `extra_callbacks`; the extra callbacks run after the resume backup and
-    before the TensorBoard scalar writer, so what a schedule callback puts in the epoch logs (e.g.
-    EnlightenGAN's `lr`) reaches TensorBoard. A file that fails to decode inside `dataset` raises the
-    `ImageReadError` / `DatasetLayoutError` naming it (`pipeline_errors`), not TensorFlow's error. `dataset`
-    yields GLOBAL batches; `model.fit` splits them across replicas. The final weights go atomically to
-    `<run-dir>/final.weights.h5` via `save_weights(model, path)` if given (e.g. only the enhancer), else
-    `model.save_weights`.
+    with `training_callbacks(..., extra_callbacks=...)`. A file that fails to decode inside `dataset` raises the
+    `ImageReadError` / `DatasetLayoutError` naming it (`pipeline_errors`), not TensorFlow's error. The final
+    weights go atomically to `<run-dir>/final.weights.h5` via `save_weights(model, path)` if given (e.g. only
+    the enhancer), else `model.save_weights`.
+
+    `dataset` yields GLOBAL batches (at least one image per replica, else a `DatasetLayoutError`); `model.fit`
+    splits them across replicas. It is repeated, and an epoch is `epoch_steps(dataset, args.steps_per_epoch)`
+    batches: a `train.data` pipeline's epoch length (endless, reshuffled every epoch) or one pass over a dataset
+    of known length.
 
     Resume restores weights, optimizer state and the epoch; a dataset that shuffles restarts its seeded order,
     so a resumed run equals an uninterrupted one exactly only for unshuffled data.
     """
     keras.utils.set_random_seed(args.seed)
+    steps = epoch_steps(dataset, args.steps_per_epoch)
     with precision_policy(args.mixed_precision):
         strategy = strategy or strategy_from_name(args.strategy)
+        _check_replicas(args, dataset, strategy.num_replicas_in_sync)
         run_dir = worker_run_dir(args.run_dir, strategy)
         backup_dir = run_dir / "backup"
         if not args.resume and backup_dir.exists():
@@ -184,12 +232,12 @@ def run_training(
                           stacklevel=2)
         # Always backed up, even under --no-resume, so that this run itself can be resumed.
         callbacks = training_callbacks(run_dir, sample_images=sample_images, render_samples=render_samples,
-                                       sample_every=args.sample_every, resume=True, save_weights=save_weights)
-        scalars_at = next(i for i, callback in enumerate(callbacks) if isinstance(callback, TensorBoardScalars))
-        callbacks[scalars_at:scalars_at] = extra_callbacks
+                                       sample_every=args.sample_every, resume=True, save_weights=save_weights,
+                                       extra_callbacks=extra_callbacks)
         print(f"training in {run_dir} (TensorBoard: tensorboard --logdir {run_dir / 'logs'})")
         with pipeline_errors():
-            model.fit(dataset, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, callbacks=callbacks,
+            # Repeated with a fixed number of steps per epoch: Keras then never meets the end of the data.
+            model.fit(dataset.repeat(), epochs=args.epochs, steps_per_epoch=steps, callbacks=callbacks,
                       verbose=args.verbose,
                       shuffle=False)  # the dataset shuffles itself; fit cannot shuffle a tf.data.Dataset
         final = save_weights_atomically(model, run_dir / FINAL_WEIGHTS, save_weights)
