@@ -16,35 +16,15 @@ import pytest
 import tensorflow as tf
 
 from losses_tf.sci import sci_loss
-from sci_tf.convert import load_state_dict, read_state_dict, torch_aliases, torch_modules
+from sci_tf.convert import load_state_dict, read_state_dict, torch_aliases
 from sci_tf.enhancer import SCIEnhancer
 from sci_tf.model import SCI
 from tests.reference import reference, reference_path
+from tests.sci_testing import PRE_NORM_BIASES, fixture_state, sample_indices, torch_order, torch_variables
 from train.io import to_uint8
 
 LEVELS = ["easy", "medium", "difficult"]
 LISTS = ("ilist", "rlist", "inlist", "attlist")
-# Conv biases right before a train-mode BatchNorm: the batch mean cancels them, their exact gradient is 0 and
-# both implementations return float noise there.
-PRE_NORM_BIASES = ("enhance.conv.0.bias", "calibrate.in_conv.0.bias", "calibrate.convs.0.bias",
-                   "calibrate.convs.3.bias")
-
-
-def fixture_state(data: dict) -> dict:
-    return {key[2:]: value for key, value in data.items() if key.startswith("w/")}
-
-
-def torch_variables(model) -> dict:
-    """PyTorch tensor name → (Keras variable, is conv kernel) of a built SCI / SCIEnhancer."""
-    variables = {}
-    for module, layer in torch_modules(model).items():
-        if isinstance(layer, keras.layers.Conv2D):
-            variables.update({f"{module}.weight": (layer.kernel, True), f"{module}.bias": (layer.bias, False)})
-        else:
-            for suffix, attribute in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
-                                      ("running_var", "moving_variance")):
-                variables[f"{module}.{suffix}"] = (getattr(layer, attribute), False)
-    return variables
 
 
 def canonical_name(model, name: str) -> str:
@@ -55,28 +35,23 @@ def canonical_name(model, name: str) -> str:
     return name
 
 
-def torch_order(variable, is_kernel: bool) -> np.ndarray:
-    value = np.asarray(variable)
-    return value.transpose(3, 2, 0, 1) if is_kernel else value
-
-
 @pytest.fixture(scope="module")
 def seed0():
     return reference("sci", "train_network_seed0")
 
 
-def fresh_sci(seed0) -> SCI:
+def fresh_sci() -> SCI:
     model = SCI()
-    load_state_dict(model, fixture_state(seed0))
+    load_state_dict(model, fixture_state("train_network_seed0"))
     return model
 
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_pretrained_enhancer_matches_finetunemodel(level):
-    data = reference("sci", f"pretrained_{level}")
+    data, state = reference("sci", f"pretrained_{level}"), fixture_state(f"pretrained_{level}")
     enhancer = SCIEnhancer()
-    load_state_dict(enhancer, fixture_state(data))
-    for k in (0, 1):
+    load_state_dict(enhancer, state)
+    for k in sample_indices(data):
         x = data[f"input_{k}"]
         enhanced, illumination = enhancer(x, return_illumination=True)
         np.testing.assert_allclose(illumination, data[f"illumination_{k}"], atol=1e-5, rtol=0)
@@ -87,7 +62,7 @@ def test_pretrained_enhancer_matches_finetunemodel(level):
         # since a train-mode call updates the running statistics).
         for mode, training in (("eval", False), ("train", True)):
             model = SCIEnhancer()
-            load_state_dict(model, fixture_state(data))
+            load_state_dict(model, state)
             loss = float(np.mean(sci_loss(x, model.enhance(x, training=training))))
             assert loss == pytest.approx(float(data[f"finetune_loss_{mode}_{k}"]), rel=1e-4), mode
 
@@ -97,7 +72,7 @@ def test_pretrained_full_network_eval_mode(level):
     data = reference("sci", f"pretrained_{level}")
     model = SCI()
     load_state_dict(model, read_state_dict(reference_path("sci", f"weights/{level}_state_dict.npz")))
-    for k in (0, 1):
+    for k in sample_indices(data):
         outputs = model(data[f"input_{k}"], training=False)
         for name in LISTS:
             np.testing.assert_allclose(np.stack(outputs[name]), data[f"net_eval/{name}_{k}"], atol=1e-5, rtol=0,
@@ -105,7 +80,7 @@ def test_pretrained_full_network_eval_mode(level):
 
 
 def test_train_mode_forward_and_running_statistics(seed0):
-    model = fresh_sci(seed0)
+    model = fresh_sci()
     outputs = model(seed0["input"], training=True)
     for name in LISTS:
         got, want = np.stack(outputs[name]), seed0[f"train/{name}"]
@@ -125,13 +100,13 @@ def test_train_mode_forward_and_running_statistics(seed0):
 
 
 def test_eval_mode_forward(seed0):
-    outputs = fresh_sci(seed0)(seed0["input"], training=False)
+    outputs = fresh_sci()(seed0["input"], training=False)
     for name in LISTS:
         np.testing.assert_allclose(np.stack(outputs[name]), seed0[f"eval/{name}"], atol=1e-5, rtol=0, err_msg=name)
 
 
 def test_loss_and_every_gradient(seed0):
-    model = fresh_sci(seed0)
+    model = fresh_sci()
     with tf.GradientTape() as tape:
         loss = model.sci_loss(seed0["input"], training=True)
     assert float(loss) == pytest.approx(float(seed0["loss"]), rel=1e-5)
@@ -175,7 +150,7 @@ def test_keras_save_and_load_round_trip(tmp_path, seed0):
     assert isinstance(restored, SCIEnhancer)
     np.testing.assert_array_equal(restored(x), enhancer(x))
 
-    model = fresh_sci(seed0)
+    model = fresh_sci()
     model.compile()
     model.save(tmp_path / "sci.keras")
     restored = keras.saving.load_model(tmp_path / "sci.keras")
@@ -191,18 +166,19 @@ def test_fused_enhancer_computes_the_same_output(level, tmp_path):
     # The inference form llie enhance/export run: the block's BatchNorm folded into its conv (running statistics).
     data = reference("sci", f"pretrained_{level}")
     enhancer = SCIEnhancer()
-    load_state_dict(enhancer, fixture_state(data))
+    load_state_dict(enhancer, fixture_state(f"pretrained_{level}"))
     fused = enhancer.fuse()
     assert fused.fused and fused.fuse() is fused
     assert len(fused.weights) == 6 and fused.enhance.block.norm is None  # 3 convs, no BatchNorm variables left
-    for k in (0, 1):
+    for k in sample_indices(data):
         enhanced, illumination = fused(data[f"input_{k}"], return_illumination=True)
         np.testing.assert_allclose(illumination, data[f"illumination_{k}"], atol=1e-5, rtol=0)
         np.testing.assert_allclose(enhanced, data[f"enhanced_{k}"], atol=1e-5, rtol=0)
         np.testing.assert_allclose(enhanced, enhancer(data[f"input_{k}"]), atol=1e-6, rtol=0)
+    last = data[f"input_{sample_indices(data)[-1]}"]
     with pytest.raises(ValueError, match="fused SCIEnhancer has no BatchNorm statistics"):
-        fused(data["input_0"], training=True)
+        fused(last, training=True)
     fused.save(tmp_path / "fused.keras")
     restored = keras.saving.load_model(tmp_path / "fused.keras")
     assert restored.fused
-    np.testing.assert_array_equal(restored(data["input_1"]), fused(data["input_1"]))
+    np.testing.assert_array_equal(restored(last), fused(last))

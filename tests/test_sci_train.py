@@ -10,7 +10,8 @@ from sci_tf.enhancer import SCIEnhancer
 from sci_tf.model import SCI, clip_coefficient
 from sci_tf.optimizer import TorchAdam
 from tests.reference import reference, reference_path
-from tests.test_sci_networks import PRE_NORM_BIASES, fixture_state, torch_order, torch_variables
+from tests.sci_testing import PRE_NORM_BIASES, fixture_state, torch_order, torch_variables
+from train.fit import precision_policy
 
 LEARNING_RATE = 3e-4
 
@@ -27,7 +28,7 @@ def _sci(state: dict, **kwargs) -> SCI:
 
 
 def test_one_original_training_step(seed0):
-    model = _sci(fixture_state(seed0))
+    model = _sci(fixture_state("train_network_seed0"))
     model.compile(run_eagerly=True)  # the original optimizer is the default; eager saves ~10 s of tracing
     logs = model.train_on_batch(seed0["input"], return_dict=True)
     assert logs["loss"] == pytest.approx(float(seed0["loss"]), rel=1e-5)
@@ -177,8 +178,7 @@ def test_graph_mode_torch_adam_three_stages_on_two_replicas_equals_one_device(se
 def test_grad_norm_ignores_steps_skipped_by_loss_scaling():
     # mixed_float16: a huge initial loss scale overflows the float16 gradients, so the LossScaleOptimizer
     # skips steps (halving the scale each time) until the scaled gradient fits. Those steps' norms are inf/NaN.
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with precision_policy("mixed_float16"):
         keras.utils.set_random_seed(0)
         model = SCI(stages=1)
         model.build()
@@ -186,8 +186,6 @@ def test_grad_norm_ignores_steps_skipped_by_loss_scaling():
         model.compile(optimizer=optimizer, run_eagerly=True)
         history = model.fit(tf.data.Dataset.from_tensor_slices(_images(0, 2, size=16)).batch(2).repeat(),
                             epochs=1, steps_per_epoch=30, verbose=0).history
-    finally:
-        keras.config.set_dtype_policy("float32")
     assert float(optimizer.dynamic_scale) < 2.0**40 / 1e6  # ≥ 20 skipped steps...
     assert 0 < int(optimizer.inner_optimizer.iterations.numpy()) < 30  # ...and some applied ones
     assert np.isfinite(history["grad_norm"][0]) and 0.0 < history["grad_norm"][0] < 1e3
