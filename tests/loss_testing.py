@@ -4,11 +4,13 @@ mixed precision. Not a test module itself."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from train.fit import precision_policy
 
 
 def random_images(seed: int, shape=(2, 32, 32, 3)) -> np.ndarray:
@@ -16,14 +18,9 @@ def random_images(seed: int, shape=(2, 32, 32, 3)) -> np.ndarray:
     return np.random.default_rng(seed).random(shape).astype(np.float32)
 
 
-@contextlib.contextmanager
-def bfloat16_policy() -> Iterator[None]:
-    """The mixed_bfloat16 global policy inside the block, float32 again afterwards (even on failure)."""
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+def bfloat16_policy() -> contextlib.AbstractContextManager[None]:
+    """The mixed_bfloat16 global policy inside the block, the previous one again afterwards (even on failure)."""
+    return precision_policy("mixed_bfloat16")
 
 
 def gradient(function: Callable, *inputs) -> np.ndarray:

@@ -84,16 +84,19 @@ def test_serialization_round_trip(loss_class, kwargs, images, tmp_path):
     assert_round_trips(loss_class(name="custom_name", **kwargs), *images, tmp_path)
 
 
-@pytest.mark.parametrize("loss_class, function, name, bad, allowed", [
-    (pixel.SmoothL1Loss, pixel.smooth_l1_loss, "beta", -0.1, 0.0),
-    (pixel.HuberLoss, pixel.huber_loss, "delta", 0.0, 1e-3),
-    (pixel.HuberLoss, pixel.huber_loss, "delta", -1.0, 1e-3),
-    (pixel.CharbonnierLoss, pixel.charbonnier_loss, "eps", -1e-3, 0.0),
+@pytest.mark.parametrize("loss_class, function, name, bad, allowed, reference", [
+    (pixel.SmoothL1Loss, pixel.smooth_l1_loss, "beta", -0.1, 0.0, np.abs),
+    (pixel.HuberLoss, pixel.huber_loss, "delta", 0.0, 1e-3, lambda d: _np_huber(d, 1e-3)),
+    (pixel.HuberLoss, pixel.huber_loss, "delta", -1.0, 1e-3, lambda d: _np_huber(d, 1e-3)),
+    (pixel.CharbonnierLoss, pixel.charbonnier_loss, "eps", -1e-3, 0.0, np.abs),
 ])
-def test_threshold_arguments_are_validated(loss_class, function, name, bad, allowed):
+def test_threshold_arguments_are_validated(loss_class, function, name, bad, allowed, reference, images):
     y = random_images(0, (1, 4, 4, 3))
     with pytest.raises(ValueError, match=rf"^{name} must be .*got {bad}"):
         loss_class(**{name: bad})
     with pytest.raises(ValueError, match=rf"^{name} must be"):
         function(y, y, bad)
-    assert float(loss_class(**{name: allowed})(y, y)) >= 0.0  # the boundary value itself is fine
+    # The smallest accepted value computes its formula (β = 0 and eps = 0 are plain L1).
+    y_true, y_pred = images
+    expected = reference(y_pred.astype(np.float64) - y_true.astype(np.float64)).mean()
+    np.testing.assert_allclose(float(loss_class(**{name: allowed})(y_true, y_pred)), expected, rtol=1e-5)
