@@ -1,4 +1,6 @@
-"""A tiny registered enhancer and an in-process `llie` runner for the CLI tests (enhance, evaluate, cli).
+"""A tiny registered enhancer and ways to run `llie` from a test: in process (with capsys, or without it for
+module-scoped fixtures), or in a child process with its peak memory; and a reader of the TensorBoard events
+that training writes. Not a test module itself.
 
 `scale-test`: clip(image × factor × boost, 0, 1), factor from the preset ("double" 2, "triple" 3) or from a text
 "weights" file holding a number; `boost` is a per-image extra input (flag --boost, default 1) that the gt-ratio
@@ -7,11 +9,19 @@ protocol derives from the ground truth. `plain-test`: the same without extras, p
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import io
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import ops
 
 from train import cli, registry
@@ -62,15 +72,69 @@ def test_models(monkeypatch):
         monkeypatch.setitem(registry._REGISTERED, spec.name, spec)
 
 
-def run_llie(capsys, *argv: str) -> tuple[int, str, str]:
-    """`llie argv...` in process → (exit status, stdout, stderr); argparse exits become statuses too."""
+def _main(argv) -> int:
+    """`cli.main` of `argv` (paths become strings); argparse exits become statuses too."""
     try:
-        status = cli.main([str(arg) for arg in argv])
+        return cli.main([str(arg) for arg in argv])
     except SystemExit as exit_:
-        status = exit_.code
+        return exit_.code
+
+
+def run_llie(capsys, *argv) -> tuple[int, str, str]:
+    """`llie argv...` in process → (exit status, stdout, stderr), read from `capsys`."""
+    status = _main(argv)
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
 
+def llie(*argv) -> tuple[int, str, str]:
+    """`llie argv...` in process → (exit status, stdout, stderr), captured without capsys (so usable in
+    module-scoped fixtures)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = _main(argv)
+    return status, out.getvalue(), err.getvalue()
+
+
+# A fresh interpreter that runs `python -m train.cli ARGV` as its only child and prints the child's exit status
+# and peak RSS: RUSAGE_CHILDREN of that wrapper is the llie process alone, not this test process's other children.
+_PEAK_RSS_SCRIPT = textwrap.dedent("""
+    import resource, subprocess, sys
+    status = subprocess.run([sys.executable, "-m", "train.cli", *sys.argv[1:]]).returncode
+    print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # KiB on Linux
+""")
+
+
+def llie_peak_rss(*argv) -> tuple[int, str, int]:
+    """`llie argv...` in a child process → (exit status, its stderr, its peak resident memory in bytes)."""
+    result = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, *map(str, argv)], capture_output=True,
+                            text=True, check=True)
+    status, peak_kib = map(int, result.stdout.split()[-2:])
+    return status, result.stderr, peak_kib * 1024
+
+
 def error_lines(stderr: str, command: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith(f"llie {command}: error: ")]
+
+
+def read_events(folder) -> dict[str, dict[int, tuple[str, np.ndarray]]]:
+    """{tag: {step: (plugin name, value)}} of every TensorBoard event file under `folder`. A tag written twice
+    at one step (e.g. an epoch logged again after a resume) fails the calling test."""
+    found: dict[str, dict[int, tuple[str, np.ndarray]]] = {}
+    plugins: dict[str, str] = {}
+    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name or plugins.get(value.tag, "")
+                plugins[value.tag] = plugin
+                steps = found.setdefault(value.tag, {})
+                assert event.step not in steps, f"{folder}: {value.tag} written twice at step {event.step}"
+                steps[event.step] = (plugin, tf.make_ndarray(value.tensor))
+    return found
+
+
+def read_scalars(folder) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} of the scalar summaries of `read_events(folder)`."""
+    return {tag: {step: float(value) for step, (_, value) in steps.items()}
+            for tag, steps in read_events(folder).items()
+            if all(plugin == "scalars" for plugin, _ in steps.values())}

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import os
-from collections import defaultdict
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.enhancer_testing import read_events
 from tests.test_fit import build_toy, toy_dataset, toy_pairs
 from train.callbacks import (
     INPUT_TAG,
@@ -27,19 +26,6 @@ from train.callbacks import (
     weights_output_path,
 )
 from train.errors import WeightsMismatchError
-
-
-def read_events(folder) -> dict[str, dict[int, tuple[str, np.ndarray]]]:
-    """{tag: {step: (plugin name, value)}} of every event file under `folder`."""
-    found: dict[str, dict[int, tuple[str, np.ndarray]]] = defaultdict(dict)
-    plugins: dict[str, str] = {}
-    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                plugin = value.metadata.plugin_data.plugin_name or plugins.get(value.tag, "")
-                plugins[value.tag] = plugin
-                found[value.tag][event.step] = (plugin, tf.make_ndarray(value.tensor))
-    return dict(found)
 
 
 def decode_images(value: np.ndarray) -> np.ndarray:

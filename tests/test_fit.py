@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.enhancer_testing import read_scalars
 from tests.image_folders import write_pairs
 from train import fit
 from train.data import paired_dataset
@@ -362,11 +363,7 @@ def test_extra_callback_logs_reach_tensorboard(tmp_path):
         on_epoch_end=lambda epoch, logs: logs.__setitem__("lr", 0.5 / (epoch + 1)))
     run_training(toy_args(tmp_path, "--epochs", "2"), build_model=build_toy, dataset=toy_dataset(),
                  extra_callbacks=[schedule])
-    written = {}
-    for path in glob.glob(str(tmp_path / "logs" / "train" / "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                written.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    written = read_scalars(tmp_path / "logs" / "train")
     assert written["epoch_lr"] == pytest.approx({1: 0.5, 2: 0.25})
     assert sorted(written["epoch_loss"]) == [1, 2]
 

@@ -7,11 +7,6 @@ Weights: the official DecomNet / adjust-net checkpoints plus the synthetic Resto
 
 from __future__ import annotations
 
-import contextlib
-import io
-import subprocess
-import sys
-import textwrap
 import types
 
 import numpy as np
@@ -22,6 +17,7 @@ from PIL import Image
 from kind_tf.convert import convert_all
 from kind_tf.pipeline import KinD
 from kind_tf.spec import SPEC
+from tests.enhancer_testing import llie, llie_peak_rss
 from tests.reference import reference_path, shared_data_path
 from train import cli
 from train.io import read_image, to_uint8, write_image
@@ -42,14 +38,6 @@ RECEPTIVE_RADIUS = 112
 DEFAULT_OVERLAP = 96
 
 
-def _llie(*argv) -> tuple[int, str]:
-    """`llie argv...` in process (usable in module fixtures, unlike capsys) → (exit status, stdout)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = cli.main([str(arg) for arg in argv])
-    return status, out.getvalue()
-
-
 def _e2e_image(name: str) -> np.ndarray:
     return read_image(reference_path("kind", "e2e") / "inputs" / name)
 
@@ -68,9 +56,9 @@ def deployed(tmp_path_factory):
     """`llie convert kind` → kind.weights.h5, then `llie export` of it to a SavedModel and a .tflite, once."""
     root = tmp_path_factory.mktemp("kind_deploy")
     weights, savedmodel, tflite = root / "kind.weights.h5", root / "savedmodel", root / "kind.tflite"
-    convert = _llie("convert", "kind", "--checkpoint-dir", reference_path("kind", "checkpoints"), "--out", weights)
-    export_sm = _llie("export", "--model", "kind", "--weights", weights, "--format", "savedmodel", "-o", savedmodel)
-    export_lite = _llie("export", "--model", "kind", "--weights", weights, "--format", "tflite", "-o", tflite)
+    convert = llie("convert", "kind", "--checkpoint-dir", reference_path("kind", "checkpoints"), "--out", weights)
+    export_sm = llie("export", "--model", "kind", "--weights", weights, "--format", "savedmodel", "-o", savedmodel)
+    export_lite = llie("export", "--model", "kind", "--weights", weights, "--format", "tflite", "-o", tflite)
     return types.SimpleNamespace(weights=weights, savedmodel=savedmodel, tflite=tflite,
                                  runs={"convert": convert, "savedmodel": export_sm, "tflite": export_lite})
 
@@ -85,7 +73,7 @@ def _test_crops() -> list[np.ndarray]:
 
 
 def test_cli_exports_converted_weights_with_image_and_ratio_inputs(deployed):
-    assert all(status == 0 for status, _ in deployed.runs.values()), deployed.runs
+    assert all(status == 0 for status, _, _ in deployed.runs.values()), deployed.runs
     assert deployed.weights.is_file() and (deployed.savedmodel / "saved_model.pb").is_file()
     assert "serving_default: image float32 [N,H,W,3], ratio float32 [N] -> enhanced float32 [N,H,W,3]" \
         in deployed.runs["savedmodel"][1]
@@ -272,20 +260,13 @@ def test_cli_tiles_1080_rows_with_the_default_overlap_within_the_stated_bound(de
     write_image(source, tall_image)
     outputs = {}
     for name, flags in (("whole", ()), ("tiled", ("--tile", "300"))):
-        status, _ = _llie("enhance", source, "-o", tmp_path / name, "--model", "kind", "--weights",
-                          deployed.weights, "-q", *flags)
-        assert status == 0
+        status, _, err = llie("enhance", source, "-o", tmp_path / name, "--model", "kind", "--weights",
+                              deployed.weights, "-q", *flags)
+        assert status == 0, err
         outputs[name] = np.asarray(Image.open(tmp_path / name / "tall.png"), np.int32)
     levels = np.abs(outputs["tiled"] - outputs["whole"]).max(axis=-1)
     assert levels.max() <= 2 and (levels > 1).mean() <= 0.005
     assert levels.max() >= 1  # the tiles really differ from one whole-image pass (measured: max 1)
-
-
-_PEAK_RSS_SCRIPT = textwrap.dedent("""
-    import resource, subprocess, sys
-    status = subprocess.run([sys.executable, "-m", "train.cli", *sys.argv[1:]]).returncode
-    print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # KiB on Linux
-""")
 
 
 @pytest.mark.slow
@@ -294,13 +275,11 @@ def test_4k_image_tiled_enhance_stays_under_2gb(deployed, tmp_path):
     image = Image.fromarray(to_uint8(_e2e_image("dicm_08.png"))).resize((3840, 2160), Image.BICUBIC)
     source = tmp_path / "uhd.png"
     image.save(source)
-    result = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, "enhance", source, "-o", tmp_path / "out",
-                             "--model", "kind", "--weights", deployed.weights, "--tile", "512", "-q"],
-                            capture_output=True, text=True, check=True)
-    status, peak_kib = map(int, result.stdout.split()[-2:])
-    assert status == 0, result.stderr
+    status, err, peak = llie_peak_rss("enhance", source, "-o", tmp_path / "out", "--model", "kind", "--weights",
+                                      deployed.weights, "--tile", "512", "-q")
+    assert status == 0, err
     assert read_image(tmp_path / "out" / "uhd.png").shape == (2160, 3840, 3)
-    assert peak_kib * 1024 < 2 * 1024 ** 3, f"peak RSS {peak_kib / 1024:.0f} MiB"
+    assert peak < 2 * 1024 ** 3, f"peak RSS {peak / 2**20:.0f} MiB"
 
 
 # === 3. gt-ratio evaluation ===

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
 from kind_tf.convert import convert_checkpoints, load_network
@@ -15,6 +14,7 @@ from kind_tf.networks import DecomNet
 from kind_tf.pipeline import KinD
 from kind_tf.train_commands import STAGES as TRAIN_STAGES
 from kind_tf.train_commands import restoration_learning_rate
+from tests.enhancer_testing import read_events, read_scalars
 from tests.reference import reference_path
 from tests.test_fit import assert_whole_epochs, record_steps
 from train import registry
@@ -50,20 +50,6 @@ def kind_run(lol, tmp_path_factory) -> Path:
     assert main(["train", "kind", "--data", str(lol), *TINY, "--steps-per-epoch", "1", "--run-dir",
                  str(run_dir), *EARLY_MILESTONE]) == 0
     return run_dir
-
-
-def _events(folder: Path) -> dict[str, list[np.ndarray]]:
-    """tag → the values written under `folder`'s TensorBoard event files."""
-    found = {}
-    for path in folder.glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                found.setdefault(value.tag, []).append(tf.make_ndarray(value.tensor))
-    return found
-
-
-def _event_tags(folder: Path) -> set[str]:
-    return set(_events(folder))
 
 
 def test_restoration_learning_rate_follows_the_script():
@@ -159,11 +145,11 @@ def test_kind_decom_command_writes_weights_and_logs(lol, tmp_path, capsys, monke
     before = [np.array(w) for w in decom.get_weights()]
     decom.load_weights(str(run_dir / FINAL_WEIGHTS))
     assert any(np.abs(a - b).max() > 0 for a, b in zip(decom.get_weights(), before))
-    scalars = _event_tags(run_dir / "logs" / "train")
+    scalars = set(read_scalars(run_dir / "logs" / "train"))
     assert {"epoch_loss", "epoch_recon_loss_low", "epoch_recon_loss_high", "epoch_equal_R_loss",
             "epoch_i_mutual_loss", "epoch_i_input_mutual_loss_high", "epoch_i_input_mutual_loss_low",
             "epoch_learning_rate"} <= scalars
-    assert {"samples/input", "samples/output"} <= _event_tags(run_dir / "logs" / "images")
+    assert {"samples/input", "samples/output"} <= set(read_events(run_dir / "logs" / "images"))
 
 
 def test_kind_command_trains_every_stage_into_its_own_folder(kind_run):
@@ -171,10 +157,10 @@ def test_kind_command_trains_every_stage_into_its_own_folder(kind_run):
         assert (kind_run / stage / FINAL_WEIGHTS).is_file()
         assert list((kind_run / stage / "logs" / "train").glob("events.out.tfevents.*"))
         assert not (kind_run / stage / "backup").exists()  # finished
-    assert "epoch_ssim_loss" in _event_tags(kind_run / "restoration" / "logs" / "train")
-    assert "epoch_square_loss" in _event_tags(kind_run / "adjust" / "logs" / "train")
-    learning_rates = {stage: float(_events(kind_run / stage / "logs" / "train")["epoch_learning_rate"][0])
-                      for stage in STAGES}
+    assert "epoch_ssim_loss" in read_scalars(kind_run / "restoration" / "logs" / "train")
+    assert "epoch_square_loss" in read_scalars(kind_run / "adjust" / "logs" / "train")
+    learning_rates = {stage: read_scalars(kind_run / stage / "logs" / "train")["epoch_learning_rate"][1]
+                      for stage in STAGES}  # epoch 1's
     np.testing.assert_allclose(list(learning_rates.values()), [1e-4, 5e-5, 1e-4], rtol=1e-6)
 
 
