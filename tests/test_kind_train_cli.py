@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kind_tf.convert import convert_checkpoints, load_network
 from kind_tf import train_commands
+from kind_tf.convert import convert_checkpoints, load_network
 from kind_tf.layers import stretch_whole_image
 from kind_tf.networks import DecomNet
 from kind_tf.pipeline import KinD
