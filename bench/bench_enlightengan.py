@@ -22,8 +22,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from bench.runners import (HEADER, EngineCache, Target, bf16_copy, enhancer_case, enhancer_factories, enhancer_fn,
-                           one_line, summary_line, time_case, to_float32, workdir)
+from bench.runners import (HEADER, REDUCED_PRECISIONS, REFERENCE_MATMUL_GFLOPS, EngineCache, Target, bf16_copy,
+                           bf16_twin, enhancer_case, enhancer_factories, enhancer_fn, is_reduced_precision, one_line,
+                           summary_line, time_case, to_float32, workdir)
 from bench.timing import (achieved, add_common_arguments, describe_input, graph_flops, load_note, measure,
                           parse_arguments, parse_size, peak_rss_mb, print_machine, print_op_profile, print_table,
                           sample_image)
@@ -33,11 +34,10 @@ if TYPE_CHECKING:
 
 PATHS = ("eager", "function", "xla", "savedmodel", "tflite-fp32", "tflite-fp16", "tflite-int8", "bf16", "train")
 TARGET_SIZE = "400x600"
-# fp32 targets were set on a machine whose fp32 matmul runs at ~313 GFLOP/s (122 GFLOP floor ~390 ms).
-TARGETS = {("400x600", "fp32"): Target(450.0, reference_gflops=313.0),
-           ("1080x1920", "fp32"): Target(6000.0, reference_gflops=313.0),
+# fp32 targets were set on a machine whose fp32 matmul runs at REFERENCE_MATMUL_GFLOPS (122 GFLOP floor ~390 ms).
+TARGETS = {("400x600", "fp32"): Target(450.0, reference_gflops=REFERENCE_MATMUL_GFLOPS),
+           ("1080x1920", "fp32"): Target(6000.0, reference_gflops=REFERENCE_MATMUL_GFLOPS),
            ("400x600", "reduced"): Target(150.0, min_psnr=40.0)}
-REDUCED = ("bf16", "fp16 weights", "int8")
 LABEL = "EnlightenGAN"
 RSS_MARK = "peak-rss-mib="
 CALIBRATED_GROUP = "calib/"  # generator_seed0.npz: BN running statistics set to a real batch's statistics
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _target(size_text: str, label: str, path: str) -> Target | None:
-    precision = "reduced" if path in ("bf16", "tflite-fp16", "tflite-int8") else "fp32"
+    precision = "reduced" if is_reduced_precision(path) else "fp32"
     return TARGETS.get((size_text, precision))
 
 
@@ -180,13 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           bf16=True)
     print(f"input: {describe_input(args.images)}; weights: {args.weights or 'random (pass --weights)'}")
     enhancer = build_bench_enhancer(args.weights)
-    bf16_model = []
-
-    def enhancer_bf16():
-        if not bf16_model:
-            bf16_model.append(bf16_copy(EnlightenGANEnhancer, enhancer))
-        return bf16_model[0]
-
+    enhancer_bf16 = bf16_twin(EnlightenGANEnhancer, enhancer)
     run = enhancer_fn(enhancer, ())
     rows, cases, process_peaks = [], [], {}
     with workdir() as tmp:
@@ -215,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        rates["fp32"], context=" (original ~563 ms)"))
     print(summary_line(rows, "1080x1920", LABEL, ("fp32",), "fp32 path", TARGETS[("1080x1920", "fp32")],
                        rates["fp32"]))
-    print(summary_line(rows, TARGET_SIZE, LABEL, REDUCED, "reduced-precision path", TARGETS[("400x600", "reduced")]))
+    print(summary_line(rows, TARGET_SIZE, LABEL, REDUCED_PRECISIONS, "reduced-precision path",
+                       TARGETS[("400x600", "reduced")]))
     print(load_note("load average at end", own_threads=args.threads))
     return 0
 

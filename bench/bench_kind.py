@@ -19,19 +19,18 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from bench.runners import (HEADER, Case, EngineCache, Target, as_array, bf16_copy, enhancer_case,
-                           enhancer_factories, enhancer_fn, keras_engine, summary_line, time_case, to_float32,
-                           workdir)
+from bench.runners import (HEADER, REDUCED_PRECISIONS, REFERENCE_MATMUL_GFLOPS, Case, EngineCache, Target,
+                           as_array, bf16_twin, enhancer_case, enhancer_factories, enhancer_fn, is_reduced_precision,
+                           keras_engine, summary_line, time_case, to_float32, workdir)
 from bench.timing import (add_common_arguments, describe_input, graph_flops, load_note, parse_arguments,
                           print_machine, print_op_profile, print_table)
 
 PATHS = ("eager", "function", "xla", "savedmodel", "tflite-fp32", "tflite-fp16", "tflite-int8", "bf16")
 NETWORK_PATHS = ("eager", "function", "xla", "bf16")
 TARGET_SIZE = "400x600"
-# On the reference machine (fp32 matmul ~314 GFLOP/s): original TF1 graph ~512 ms; fp32 floor ~405 ms.
-FP32_TARGET = Target(450.0, reference_gflops=314.0)
+# On the reference machine (REFERENCE_MATMUL_GFLOPS): original TF1 graph ~512 ms; fp32 floor ~405 ms.
+FP32_TARGET = Target(450.0, reference_gflops=REFERENCE_MATMUL_GFLOPS)
 REDUCED_TARGET = Target(150.0, min_psnr=40.0)
-REDUCED = ("bf16", "fp16 weights", "int8")
 PIPELINE = "KinD"
 
 
@@ -49,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _target(size_text: str, label: str, path: str) -> Target | None:
     if size_text != TARGET_SIZE or label != PIPELINE:
         return None
-    return REDUCED_TARGET if path in ("bf16", "tflite-fp16", "tflite-int8") else FP32_TARGET
+    return REDUCED_TARGET if is_reduced_precision(path) else FP32_TARGET
 
 
 # Each network of a KinD as fn(*tensors) (defs, not lambdas: autograph reads their source inside tf.function).
@@ -114,12 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return kind
 
     kind = build_enhancer(weights=args.kind_checkpoints) if args.kind_checkpoints else build_kind()
-    bf16_model = []  # built once, on first use, shared by the pipeline and network rows
-
-    def kind_bf16() -> KinD:
-        if not bf16_model:
-            bf16_model.append(bf16_copy(build_kind, kind))
-        return bf16_model[0]
+    kind_bf16 = bf16_twin(build_kind, kind)  # shared by the pipeline and network rows
 
     run = enhancer_fn(kind, ["ratio"])
     rows, cases = [], []
@@ -138,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(summary_line(rows, TARGET_SIZE, PIPELINE, ("fp32",), "fp32 path", FP32_TARGET, rates["fp32"],
                        context=" (original TF1 graph ~512 ms)"))
-    print(summary_line(rows, TARGET_SIZE, PIPELINE, REDUCED, "reduced-precision path", REDUCED_TARGET))
+    print(summary_line(rows, TARGET_SIZE, PIPELINE, REDUCED_PRECISIONS, "reduced-precision path",
+                       REDUCED_TARGET))
     print(load_note("load average at end", own_threads=args.threads))
     return 0
 

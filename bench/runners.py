@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +24,10 @@ from bench.timing import Timing, achieved, measure_interleaved, psnr_db
 TFLITE_QUANTIZE = {"tflite-fp32": "none", "tflite-fp16": "float16", "tflite-int8": "int8"}
 PRECISION = {"eager": "fp32", "function": "fp32", "xla": "fp32", "savedmodel": "fp32", "tflite-fp32": "fp32",
              "tflite-fp16": "fp16 weights", "tflite-int8": "int8", "bf16": "bf16"}
+# The reduced precisions (every one but fp32), whose rows the reduced-precision targets and summaries cover.
+REDUCED_PRECISIONS = tuple(dict.fromkeys(p for p in PRECISION.values() if p != "fp32"))
+# The 2048² fp32 matmul GFLOP/s of the machine the fp32 targets were set on (`Target.reference_gflops`).
+REFERENCE_MATMUL_GFLOPS = 314.0
 HEADER = ("size", "model", "path", "precision", "ms/image", "1st call s", "GFLOP", "GFLOP/s", "% matmul",
           "PSNR vs fp32 dB", "target", "met", "note")
 _SIZE, _MODEL, _PATH, _PRECISION, _MS, _PSNR = (HEADER.index(c) for c in ("size", "model", "path", "precision",
@@ -119,16 +124,23 @@ def _file_size(path: Path) -> str:
 def bf16_copy(build: Callable[[], object], fp32_model):
     """`build()` under the "mixed_bfloat16" policy (variables stay float32, compute in bfloat16), with
     `fp32_model`'s weights copied in; the global policy is restored afterwards."""
-    import keras
+    from train.fit import precision_policy
 
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
+    with precision_policy("mixed_bfloat16"):
         model = build()
-    finally:
-        keras.config.set_dtype_policy(previous)
     model.set_weights(fp32_model.get_weights())
     return model
+
+
+def bf16_twin(build: Callable[[], object], fp32_model) -> Callable[[], object]:
+    """A factory of `bf16_copy(build, fp32_model)` that builds it on its first call and returns that one model
+    on every later call (the bf16 rows of a script share it)."""
+    return functools.cache(lambda: bf16_copy(build, fp32_model))
+
+
+def is_reduced_precision(path: str) -> bool:
+    """Whether a path runs below fp32 (bf16, TFLite float16 weights, int8); unknown paths count as fp32."""
+    return PRECISION.get(path, "fp32") != "fp32"
 
 
 def to_float32(fn: Callable[..., object]) -> Callable[..., object]:

@@ -78,11 +78,6 @@ def measure_interleaved(fns: dict, *, warmup: int = 2, repeats: int = 10) -> dic
     return {key: Timing(statistics.median(samples[key]), first_ms[key], len(samples[key])) for key in fns}
 
 
-def time_call(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 10) -> float:
-    """Median wall time of `fn()` in milliseconds after `warmup` untimed calls."""
-    return measure(fn, warmup=warmup, repeats=repeats).median_ms
-
-
 def _materialise(result: object) -> None:
     """Force lazy/async results so the timing covers the whole computation."""
     if hasattr(result, "numpy"):
@@ -107,7 +102,7 @@ def matmul_gflops(n: int = 2048, dtype: str = "float32", repeats: int = 10) -> f
     if dtype != "float32":
         a, b = tf.cast(a, dtype), tf.cast(b, dtype)
     step = tf.function(lambda: tf.matmul(a, b))
-    ms = time_call(step, warmup=2, repeats=repeats)
+    ms = measure(step, warmup=2, repeats=repeats).median_ms
     return 2.0 * n**3 / (ms / 1000.0) / 1e9
 
 
@@ -261,6 +256,14 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     unknown = sorted(set(args.paths) - set(known_paths))
     if unknown:
         parser.error(f"unknown --paths {', '.join(unknown)} (known: {', '.join(known_paths)})")
+    if args.images is not None:
+        from train.errors import DatasetLayoutError
+        from train.folders import list_images
+
+        try:
+            list_images(args.images)
+        except DatasetLayoutError as err:  # a missing or imageless folder: a usage error, before any timing
+            parser.error(f"--images: {err}")
     return args, pin_threads(args.threads)
 
 
@@ -314,15 +317,6 @@ def load_note(label: str, own_threads: int = 0) -> str:
 # === Inputs ===
 
 
-def _image_files(folder: str | os.PathLike) -> list[Path]:
-    from train.io import is_image_path
-
-    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_path(p))
-    if not files:
-        raise SystemExit(f"{folder}: no images")
-    return files
-
-
 def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A deterministic dark scene (H, W, 3) float32 in [0,1]: smooth coloured shading (mean ≈ 0.08) plus
     sensor-like noise, so int8 calibration and PSNR see image-like statistics."""
@@ -345,9 +339,10 @@ def sample_image(height: int, width: int, images: str | None = None) -> np.ndarr
     if images is None:
         return synthetic_image(height, width)[None]
     import tensorflow as tf
+    from train.folders import list_images
     from train.io import read_image
 
-    picture = read_image(_image_files(images)[0])
+    picture = read_image(list_images(images)[0])
     return np.clip(tf.image.resize(picture[None], (height, width)).numpy(), 0.0, 1.0).astype(np.float32)
 
 
@@ -355,9 +350,10 @@ def calibration_images(images: str | None = None) -> list[np.ndarray]:
     """int8 calibration data: every image of `images` (H, W, 3), or three synthetic 256×256 scenes."""
     if images is None:
         return [synthetic_image(256, 256, seed) for seed in range(3)]
+    from train.folders import list_images
     from train.io import read_image
 
-    return [read_image(p) for p in _image_files(images)]
+    return [read_image(p) for p in list_images(images)]
 
 
 def describe_input(images: str | None) -> str:

@@ -1,8 +1,9 @@
 """Same-machine timings of the PyTorch originals' architectures, for the ratios the issues' targets are quoted in.
 
-    python bench/torch_reference.py [--size 400x600 --size 1080x1920] [--threads 2] [--repeats 10]
+    python -m bench.torch_reference [--size 400x600 --size 1080x1920] [--threads 2] [--repeats 10]
 
-Needs only torch and numpy (run it in any environment that has torch; the llie package is not imported). The
+Needs only torch and numpy: run it from the repository root with any Python that has them (TensorFlow and llie
+are not imported; of this project only bench.timing, whose module level needs the standard library and numpy). The
 networks are rebuilt here from the architecture descriptions in ../shared/reference/{sci,enlightengan}/README.md
 (SCI's `Finetunemodel` = EnhanceNetwork(layers=1, channels=3); EnlightenGAN's `Unet_resize_conv` with the official
 options) with random weights, in eval mode under `torch.inference_mode()`: the time of a forward pass does not
@@ -14,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from bench.timing import measure, parse_size
 
 
 class SCIEnhanceNetwork(nn.Module):
@@ -85,21 +86,10 @@ class EnlightenGANGenerator(nn.Module):
         return output[:, :, pads[2]:pads[2] + height, pads[0]:pads[0] + width]
 
 
-def median_ms(model: nn.Module, image: torch.Tensor, warmup: int, repeats: int) -> float:
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(image)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(image)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000.0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", action="append", help="HxW (repeatable; default 400x600 and 1080x1920)")
+    parser.add_argument("--size", dest="sizes", action="append", type=parse_size, metavar="HxW",
+                        help="height x width (repeatable; default 400x600 and 1080x1920)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -113,10 +103,11 @@ def main() -> None:
     for name in args.models.split(","):
         build, (low, high) = models[name]
         model = build().eval()
-        for size in args.size or ["400x600", "1080x1920"]:
-            height, width = map(int, size.split("x"))
+        for height, width in args.sizes or [(400, 600), (1080, 1920)]:
             image = torch.empty(1, 3, height, width).uniform_(low, high)
-            print(f"{name:<14}{size:<11}{median_ms(model, image, args.warmup, args.repeats):>10.1f}", flush=True)
+            with torch.inference_mode():
+                ms = measure(lambda: model(image), warmup=args.warmup, repeats=args.repeats).median_ms
+            print(f"{name:<14}{f'{height}x{width}':<11}{ms:>10.1f}", flush=True)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
