@@ -12,6 +12,7 @@ from enlighten_tf.discriminators import LocalDiscriminator
 from enlighten_tf.enhancer import LICENSE_NOTICE, EnlightenGANEnhancer, build_enhancer
 from enlighten_tf.generator import Generator
 from losses_tf.enlighten import sfp_vgg16
+from tests.enlighten_testing import calibrated_state
 from tests.reference import reference, reference_path
 from train import cli, registry
 from train.errors import NotAvailableError, WeightsMismatchError
@@ -26,13 +27,10 @@ def fixture():
 
 
 @pytest.fixture(scope="module")
-def checkpoint_state(fixture):
+def checkpoint_state():
     """The README's `seed0_net_G_A.pth` content: `w/` + `calib/` running stats, `module.` keys, no
     num_batches_tracked."""
-    state = {key[2:]: value for key, value in fixture.items()
-             if key.startswith("w/") and not key.endswith("num_batches_tracked")}
-    state.update({key[len("calib/"):]: value for key, value in fixture.items() if key.startswith("calib/")})
-    return {f"module.{name}": value for name, value in state.items()}
+    return calibrated_state("module.")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +50,7 @@ def test_reads_official_pth_checkpoint(tmp_path, fixture, checkpoint_state, gene
     torch.save({name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in checkpoint_state.items()},
                path, _use_new_zipfile_serialization=False)
     state = read_state_dict(path)
-    assert len(state) == 114 and all(not name.startswith("module.") for name in state)
+    assert set(state) == {name[len("module."):] for name in checkpoint_state}
     _assert_calibrated_output(load_generator(generator, path), fixture)
 
 
@@ -62,8 +60,8 @@ def test_reads_npz_twin_with_module_prefix(tmp_path, fixture, checkpoint_state, 
     _assert_calibrated_output(load_generator(generator, path), fixture)
 
 
-def test_missing_unexpected_and_misshaped_tensors_are_named(checkpoint_state, generator):
-    state = {name[len("module."):]: value for name, value in checkpoint_state.items()}
+def test_missing_unexpected_and_misshaped_tensors_are_named(generator):
+    state = calibrated_state()
     layers = generator_layers(generator)
     without = {name: value for name, value in state.items() if name != "bn5_2.running_var"}
     with pytest.raises(WeightsMismatchError, match=r"ckpt: missing tensor\(s\) bn5_2.running_var"):

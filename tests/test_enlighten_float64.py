@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from enlighten_tf.convert import load_discriminator, load_generator
 from enlighten_tf.discriminators import LEAKY_SLOPE as D_SLOPE
-from enlighten_tf.discriminators import GlobalDiscriminator, LocalDiscriminator
 from enlighten_tf.generator import BN_NAMES, DECODER_FILTERS, ENCODER_FILTERS, LEAKY_SLOPE, Generator
 from enlighten_tf.layers import padding_amounts
-from enlighten_tf.model import EnlightenGAN, build_sfp_extractor, extract_patches
+from enlighten_tf.model import EnlightenGAN, extract_patches
 from losses_tf.enlighten import INSTANCE_NORM_EPSILON
-from tests.reference import reference, reference_path
-from tests.test_enlighten_train import GRAD_RTOL
+from tests.enlighten_testing import GRAD_RTOL, rel, upstream_gan
+from tests.reference import reference
 
 F64 = tf.float64
 
@@ -149,27 +147,8 @@ def generator_loss_and_gradient64(model: EnlightenGAN, f: dict) -> tuple[float, 
     return float(loss), float(tf.norm(tape.gradient(loss, kernel)))
 
 
-@pytest.fixture(scope="module")
-def step_fixture():
-    return reference("enlightengan", "train_step_seed0")
-
-
-def _model(align_corners: bool) -> EnlightenGAN:
-    return EnlightenGAN(
-        generator=load_generator(Generator(align_corners), reference_path("enlightengan", "generator_seed0.npz")),
-        sfp_extractor=build_sfp_extractor(reference_path("enlightengan", "losses.npz")),
-        global_discriminator=load_discriminator(GlobalDiscriminator(),
-                                                reference_path("enlightengan", "d_global_seed0.npz")),
-        local_discriminator=load_discriminator(LocalDiscriminator(),
-                                               reference_path("enlightengan", "d_local_seed0.npz")))
-
-
-def _rel(actual, expected) -> float:
-    return abs(float(actual) - float(expected)) / abs(float(expected))
-
-
 @pytest.mark.parametrize("align_corners, suffix", [(False, ""), (True, "_acT")])
-def test_gradient_norm_gap_is_float32_rounding(step_fixture, align_corners, suffix):
+def test_gradient_norm_gap_is_float32_rounding(align_corners, suffix):
     """Why test_enlighten_train compares the gradient norm at GRAD_RTOL (1e-3), not 1e-4: both float32
     evaluations, this port's and upstream's, sit within it of the float64 value; a 1e-4 agreement between two
     float32 implementations is not something float32 delivers for this quantity.
@@ -181,15 +160,15 @@ def test_gradient_norm_gap_is_float32_rounding(step_fixture, align_corners, suff
       (the rest float64): 1.7e-4 / 5.2e-4; the generator in float32 (the rest float64): 4e-6 / 2.8e-5; every
       VGG activation rounded to float32 with float64 arithmetic: < 1e-6 (not a conditioning of the values).
     """
-    model = _model(align_corners)
-    f = step_fixture
+    model = upstream_gan(align_corners)
+    f = reference("enlightengan", "train_step_seed0")
     with tf.GradientTape() as tape:
         losses = model.compute_losses(f["real_A"], f["input_img"], f["real_B"], f["patch_offsets_hw"])
     ours32 = float(tf.norm(tape.gradient(losses["g_loss"], model.generator.conv1_1.kernel)))
     loss64, norm64 = generator_loss_and_gradient64(model, f)
     upstream32 = float(f[f"grad_norm_G_conv1_1_weight{suffix}"])
-    print(f"align_corners={align_corners}: gradient norm relative to float64: port {_rel(ours32, norm64):.2e}, "
-          f"upstream {_rel(upstream32, norm64):.2e}; port vs upstream {_rel(ours32, upstream32):.2e}")
+    print(f"align_corners={align_corners}: gradient norm relative to float64: port {rel(ours32, norm64):.2e}, "
+          f"upstream {rel(upstream32, norm64):.2e}; port vs upstream {rel(ours32, upstream32):.2e}")
     # The float64 evaluation computes the same iteration: its loss is both float32 losses to float32 accuracy.
-    assert _rel(loss64, f[f"loss_G{suffix}"]) <= 1e-5 and _rel(loss64, losses["g_loss"]) <= 1e-5
-    assert _rel(ours32, norm64) <= GRAD_RTOL and _rel(upstream32, norm64) <= GRAD_RTOL
+    assert rel(loss64, f[f"loss_G{suffix}"]) <= 1e-5 and rel(loss64, losses["g_loss"]) <= 1e-5
+    assert rel(ours32, norm64) <= GRAD_RTOL and rel(upstream32, norm64) <= GRAD_RTOL

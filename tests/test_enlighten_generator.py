@@ -2,6 +2,8 @@
 upsampling modes, init / calibrated / train-mode BN), the official test path on real images (e2e), and the
 padding, wide-image and enhancer-contract behaviour."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -12,12 +14,13 @@ from enlighten_tf.convert import assign_state_dict, generator_layers, load_gener
 from enlighten_tf.enhancer import EnlightenGANEnhancer
 from enlighten_tf.generator import BN_NAMES, Generator
 from enlighten_tf.layers import attention_map, padding_amounts, reflect_pad, upsample_bilinear_2x
+from tests.enlighten_testing import calibrated_state
 from tests.reference import reference, reference_path
 from train.io import read_image, to_uint8
+from train.torch_weights import read_state_dict
 
 FORWARD_ATOL = 1e-5
 MODES = {False: "", True: "_acT"}  # align_corners → fixture key suffix
-SIZES = ("", "_1", "_2")  # 64×64, 96×128, 52×75 (reflect padding)
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +28,16 @@ def fixture():
     return reference("enlightengan", "generator_seed0")
 
 
-def _state(fixture, group: str) -> dict:
-    return {key[len(group):]: value for key, value in fixture.items() if key.startswith(group)}
+def _size_suffixes(fixture) -> list[str]:
+    """Key suffixes of the eval-mode inputs: "" (`input`), "_1", "_2", ... (public: 64×64, 96×128, 52×75)."""
+    suffixes = sorted(key[len("input"):] for key in fixture if re.fullmatch(r"input(_\d+)?", key))
+    assert suffixes, "no eval-mode inputs in the fixture"
+    return suffixes
 
 
-def _calibrated_state(fixture) -> dict:
-    """`w/` with the BN running statistics replaced by `calib/` (the layout of the README's checkpoint)."""
-    return {**_state(fixture, "w/"), **_state(fixture, "calib/")}
+def _init_state() -> dict:
+    """generator_seed0's `w/` tensors: the BatchNorm running statistics at their init values."""
+    return read_state_dict(reference_path("enlightengan", "generator_seed0.npz"))
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +54,9 @@ def _reload(generator, state) -> Generator:
 
 @pytest.mark.parametrize("align_corners", list(MODES))
 def test_eval_forward_at_init_statistics(fixture, generators, align_corners):
-    generator = _reload(generators[align_corners], _state(fixture, "w/"))
+    generator = _reload(generators[align_corners], _init_state())
     suffix = MODES[align_corners]
-    for size in SIZES:
+    for size in _size_suffixes(fixture):
         output, latent = generator((fixture[f"input{size}"], fixture[f"gray{size}"]), training=False)
         np.testing.assert_allclose(output, fixture[f"output{size}{suffix}"], atol=FORWARD_ATOL)
         np.testing.assert_allclose(latent, fixture[f"latent{size}{suffix}"], atol=FORWARD_ATOL)
@@ -58,9 +64,9 @@ def test_eval_forward_at_init_statistics(fixture, generators, align_corners):
 
 @pytest.mark.parametrize("align_corners", list(MODES))
 def test_eval_forward_with_calibrated_statistics(fixture, generators, align_corners):
-    generator = _reload(generators[align_corners], _calibrated_state(fixture))
+    generator = _reload(generators[align_corners], calibrated_state())
     suffix = MODES[align_corners]
-    for size in SIZES:
+    for size in _size_suffixes(fixture):
         output, latent = generator((fixture[f"input{size}"], fixture[f"gray{size}"]), training=False)
         assert output.shape == fixture[f"input{size}"].shape
         np.testing.assert_allclose(output, fixture[f"output_calib{size}{suffix}"], atol=FORWARD_ATOL)
@@ -71,7 +77,7 @@ def test_eval_forward_with_calibrated_statistics(fixture, generators, align_corn
 
 
 def test_train_mode_forward_updates_running_statistics_once(fixture, generators):
-    generator = _reload(generators[False], _state(fixture, "w/"))
+    generator = _reload(generators[False], _init_state())
     output, latent = generator((fixture["input_train"], fixture["gray_train"]), training=True)
     np.testing.assert_allclose(output, fixture["output_train"], atol=FORWARD_ATOL)
     np.testing.assert_allclose(latent, fixture["latent_train"], atol=FORWARD_ATOL)
@@ -86,7 +92,7 @@ def test_train_mode_forward_updates_running_statistics_once(fixture, generators)
 
 
 def test_train_mode_forward_align_corners(fixture, generators):
-    generator = _reload(generators[True], _state(fixture, "w/"))
+    generator = _reload(generators[True], _init_state())
     output, latent = generator((fixture["input_train"], fixture["gray_train"]), training=True)
     np.testing.assert_allclose(output, fixture["output_train_acT"], atol=FORWARD_ATOL)
     np.testing.assert_allclose(latent, fixture["latent_train_acT"], atol=FORWARD_ATOL)
@@ -100,7 +106,7 @@ def test_parameter_and_buffer_counts(generators):
 
 
 def test_attention_map_matches_fixture(fixture):
-    for size in SIZES:
+    for size in _size_suffixes(fixture):
         np.testing.assert_allclose(attention_map(fixture[f"input{size}"]), fixture[f"gray{size}"], atol=1e-6)
 
 
@@ -158,8 +164,8 @@ def test_enhancer_keeps_odd_sizes_of_wide_inputs(generators):
     np.testing.assert_array_equal(enhanced[:, :, -1], enhanced[:, :, -2])
 
 
-def test_enhancer_contract_dynamic_shapes_and_range(fixture, generators):
-    generator = _reload(generators[True], _calibrated_state(fixture))
+def test_enhancer_contract_dynamic_shapes_and_range(generators):
+    generator = _reload(generators[True], calibrated_state())
     enhancer = EnlightenGANEnhancer(generator=generator)
     images = np.random.default_rng(3).uniform(0, 1, (2, 52, 75, 3)).astype(np.float32)
     traced = tf.function(enhancer.call, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
@@ -171,13 +177,13 @@ def test_enhancer_contract_dynamic_shapes_and_range(fixture, generators):
     assert np.abs(enhanced - images).max() > 1e-3  # not the identity
 
 
-def test_e2e_official_test_path_on_real_images(fixture, generators):
+def test_e2e_official_test_path_on_real_images(generators):
     """`scripts/script.py --predict` outputs (align_corners=True, uint8 by truncation) within one grey level."""
-    enhancer = EnlightenGANEnhancer(generator=_reload(generators[True], _calibrated_state(fixture)))
+    enhancer = EnlightenGANEnhancer(generator=_reload(generators[True], calibrated_state()))
     folder = reference_path("enlightengan", "e2e")
     traced = tf.function(enhancer.call, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
     inputs = sorted((folder / "inputs").glob("*.png"))
-    assert len(inputs) == 3
+    assert inputs
     for path in inputs:
         enhanced = traced(read_image(path)[None]).numpy()[0]
         want = np.asarray(Image.open(folder / "outputs" / f"{path.stem}_fake_B.png").convert("RGB"), np.int16)
@@ -195,13 +201,13 @@ def test_serialization_round_trip():
     assert isinstance(enhancer, EnlightenGANEnhancer) and enhancer.generator.align_corners is False
 
 
-def test_tflite_export_with_dynamic_sizes(tmp_path, fixture, generators):
+def test_tflite_export_with_dynamic_sizes(tmp_path, generators):
     """Builtin ops only (ResizeBilinear with align_corners, MirrorPad, IF for the wide-input branch), any size."""
     from ai_edge_litert.interpreter import Interpreter
 
     from train.export import export_tflite
 
-    enhancer = EnlightenGANEnhancer(generator=_reload(generators[True], _calibrated_state(fixture)))
+    enhancer = EnlightenGANEnhancer(generator=_reload(generators[True], calibrated_state()))
     interpreter = Interpreter(model_path=str(export_tflite(enhancer, tmp_path / "enlightengan.tflite")))
     rng = np.random.default_rng(4)
     for shape in ((1, 52, 75, 3), (1, 17, 2209, 3)):
