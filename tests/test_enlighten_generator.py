@@ -52,28 +52,21 @@ def _reload(generator, state) -> Generator:
     return generator
 
 
+@pytest.mark.parametrize("calibrated", [False, True], ids=["init_statistics", "calibrated_statistics"])
 @pytest.mark.parametrize("align_corners", list(MODES))
-def test_eval_forward_at_init_statistics(fixture, generators, align_corners):
-    generator = _reload(generators[align_corners], _init_state())
-    suffix = MODES[align_corners]
-    for size in _size_suffixes(fixture):
-        output, latent = generator((fixture[f"input{size}"], fixture[f"gray{size}"]), training=False)
-        np.testing.assert_allclose(output, fixture[f"output{size}{suffix}"], atol=FORWARD_ATOL)
-        np.testing.assert_allclose(latent, fixture[f"latent{size}{suffix}"], atol=FORWARD_ATOL)
-
-
-@pytest.mark.parametrize("align_corners", list(MODES))
-def test_eval_forward_with_calibrated_statistics(fixture, generators, align_corners):
-    generator = _reload(generators[align_corners], calibrated_state())
-    suffix = MODES[align_corners]
+def test_eval_forward(fixture, generators, align_corners, calibrated):
+    """BatchNorm running statistics at init (mean 0, var 1: the deep path adds < 1e-6) or calibrated (`calib/`,
+    fixture keys `*_calib*`: where the deep path matters)."""
+    generator = _reload(generators[align_corners], calibrated_state() if calibrated else _init_state())
+    group, suffix = "_calib" if calibrated else "", MODES[align_corners]
     for size in _size_suffixes(fixture):
         output, latent = generator((fixture[f"input{size}"], fixture[f"gray{size}"]), training=False)
         assert output.shape == fixture[f"input{size}"].shape
-        np.testing.assert_allclose(output, fixture[f"output_calib{size}{suffix}"], atol=FORWARD_ATOL)
-        np.testing.assert_allclose(latent, fixture[f"latent_calib{size}{suffix}"], atol=FORWARD_ATOL)
-    # The deep path matters here: the other upsampling mode is far off (≈0.037).
-    other = fixture[f"latent_calib{MODES[not align_corners]}"]
-    assert np.abs(generator((fixture["input"], fixture["gray"]), training=False)[1] - other).max() > 1e-2
+        np.testing.assert_allclose(output, fixture[f"output{group}{size}{suffix}"], atol=FORWARD_ATOL)
+        np.testing.assert_allclose(latent, fixture[f"latent{group}{size}{suffix}"], atol=FORWARD_ATOL)
+    if calibrated:  # the deep path matters: the other upsampling mode is far off (≈0.037)
+        other = fixture[f"latent_calib{MODES[not align_corners]}"]
+        assert np.abs(generator((fixture["input"], fixture["gray"]), training=False)[1] - other).max() > 1e-2
 
 
 def test_train_mode_forward_updates_running_statistics_once(fixture, generators):
