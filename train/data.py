@@ -38,8 +38,8 @@ from train.errors import DatasetLayoutError
 from train.folders import check_images, check_pairs, find_lol_pairs, list_images, unpaired_folders
 from train.reading import path_table, pipeline_errors, read_images
 
-__all__ = ["AUTOTUNE", "EpochLayout", "epoch_layout", "find_lol_pairs", "list_images", "low_only_dataset",
-           "low_only_eval_dataset", "paired_dataset", "paired_eval_dataset", "pipeline_errors", "unpaired_dataset"]
+__all__ = ["EpochLayout", "epoch_layout", "low_only_dataset", "low_only_eval_dataset", "paired_dataset",
+           "paired_eval_dataset", "pipeline_errors", "unpaired_dataset"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 log = logging.getLogger("train.data")
