@@ -149,7 +149,7 @@ class EnlightenGAN(keras.Model):
         `d_optimizer` steps both discriminators: their losses depend on disjoint variables and Adam is
         per-variable, so this equals upstream's two Adams (D_A, D_P) with the same settings. Under
         `mixed_float16` each optimizer is wrapped in a `LossScaleOptimizer` (one loss scale for both Ds).
-        XLA is off by default (slower on CPU, see DESIGN.md).
+        XLA is off by default (slower on CPU: see the xla rows of bench/README.md).
         """
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
         optimizers = [g_optimizer or default_optimizer(), d_optimizer or default_optimizer()]

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tests.enhancer_testing import read_events
-from tests.test_fit import build_toy, toy_dataset, toy_pairs
+from tests.fit_testing import build_toy, toy_dataset, toy_pairs
 from train.callbacks import (
     INPUT_TAG,
     OUTPUT_TAG,

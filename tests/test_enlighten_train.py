@@ -24,7 +24,7 @@ from tests.enlighten_testing import GRAD_RTOL, rel, upstream_gan
 from tests.image_folders import coded_image, save
 from tests.reference import reference, reference_path
 from train import cli
-from tests.test_fit import assert_whole_epochs, record_steps
+from tests.fit_testing import assert_whole_epochs, record_steps
 from train import fit
 from train.callbacks import read_weights_attributes
 from train.data import EpochLayout, epoch_layout

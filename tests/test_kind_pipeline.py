@@ -10,6 +10,7 @@ from kind_tf.convert import convert_all
 from kind_tf.pipeline import KinD, normalize_for_tiling
 from kind_tf.spec import SPEC
 from tests.reference import reference, reference_path
+from train.fit import precision_policy
 from train.io import read_image, to_uint8
 from train.tiling import enhance_tiled
 
@@ -162,17 +163,13 @@ def test_traced_graph_serves_any_size_and_serialises(kind):
 
 def test_mixed_bfloat16_networks_keep_a_float32_pipeline(kind):
     image = np.random.default_rng(4).random((1, 12, 16, 3), np.float32) * 0.3
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
+    with precision_policy("mixed_bfloat16"):
         mixed = KinD()
         assert mixed.decom_net.dtype_policy.compute_dtype == "bfloat16"
         mixed.build()
         mixed.set_weights(kind.get_weights())
         stages = mixed.intermediates(image)
         out = mixed(image)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     assert out.dtype == tf.float32 and all(stage.dtype == tf.float32 for stage in stages.values())
     np.testing.assert_array_equal(stages["x_norm"], kind.intermediates(image)["x_norm"])  # stretch not rounded
     assert np.abs(out.numpy() - kind(image).numpy()).max() < 0.05

@@ -16,7 +16,7 @@ from kind_tf.train_commands import STAGES as TRAIN_STAGES
 from kind_tf.train_commands import restoration_learning_rate
 from tests.enhancer_testing import read_events, read_scalars
 from tests.reference import reference_path
-from tests.test_fit import assert_whole_epochs, record_steps
+from tests.fit_testing import assert_whole_epochs, record_steps
 from train import registry
 from train.cli import build_parser, main
 from train.data import paired_dataset

@@ -194,7 +194,7 @@ def test_grad_norm_ignores_steps_skipped_by_loss_scaling():
 
 def test_llie_train_sci_writes_enhancer_weights(tmp_path, monkeypatch):
     from sci_tf.train_command import train
-    from tests.test_fit import assert_whole_epochs, record_steps
+    from tests.fit_testing import assert_whole_epochs, record_steps
     from train import fit
     from train.cli import build_parser
     from train.io import write_image
