@@ -28,20 +28,24 @@ class SCIEnhancer(keras.Model):
     i ∈ [1e-4, 1] (same shape): `(enhanced, illumination)`.
 
     `fuse()` gives the inference form that `llie enhance`, `llie export` and the benchmark run: the same
-    network with the BatchNorm folded into its convolution (`fused=True`; inference only).
+    network with the BatchNorm folded into its convolution (`fused=True`; inference only) and, by default,
+    width-packed convolutions wherever the image width is known when the graph is built (`pack_width`, see
+    `EnhanceNetwork`).
 
     `from_authors`: the weights derive from the authors' release (the presets, an original state dict); their
     MIT notice, `license_notice`, then travels with anything converted or exported from them.
     """
 
     def __init__(self, channels: int = 3, num_layers: int = 1, fused: bool = False, from_authors: bool = False,
-                 **kwargs):
+                 pack_width: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
         self.num_layers = num_layers
         self.fused = fused
         self.from_authors = bool(from_authors)
-        self.enhance = EnhanceNetwork(channels, num_layers, norm_folded=fused, name="enhance")
+        self.pack_width = pack_width
+        self.enhance = EnhanceNetwork(channels, num_layers, norm_folded=fused, pack_width=pack_width,
+                                      name="enhance")
 
     @property
     def license_notice(self) -> Path | None:
@@ -62,16 +66,17 @@ class SCIEnhancer(keras.Model):
         enhanced, illumination = ops.cast(enhanced, "float32"), ops.cast(illumination, "float32")
         return (enhanced, illumination) if return_illumination else enhanced
 
-    def fuse(self) -> "SCIEnhancer":
+    def fuse(self, pack_width: bool = True) -> "SCIEnhancer":
         """A new, inference-only enhancer computing the same output from this one's current weights, with the
         block's BatchNorm (running statistics) folded into the preceding convolution: one convolution instead of
-        conv + two element-wise passes, ~1e-7 rounding difference. Its weights file is not an SCIEnhancer one."""
+        conv + two element-wise passes, ~1e-7 rounding difference; `pack_width`: width-packed convolutions
+        where the width allows (see `EnhanceNetwork`). Its weights file is not an SCIEnhancer one."""
         if self.fused:
             return self
         if not self.built:
             self.build()
         fused = SCIEnhancer(self.channels, self.num_layers, fused=True, from_authors=self.from_authors,
-                            name=f"{self.name}_fused")
+                            pack_width=pack_width, name=f"{self.name}_fused")
         fused.build()
         source, target = self.enhance, fused.enhance
         for layer in ("in_conv", "out_conv"):
@@ -99,4 +104,4 @@ class SCIEnhancer(keras.Model):
     # === Config ===
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "num_layers": self.num_layers,
-                "fused": self.fused, "from_authors": self.from_authors}
+                "fused": self.fused, "from_authors": self.from_authors, "pack_width": self.pack_width}

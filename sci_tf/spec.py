@@ -19,8 +19,8 @@ def build_enhancer(preset: str | None = None, weights: str | os.PathLike | None 
                    fused: bool = True) -> SCIEnhancer:
     """The enhancer from `weights` (an SCIEnhancer `.weights.h5`, or an original `.pt`/`.npz` state dict
     converted on the fly) or else from `preset` (default "medium"). By default its inference form
-    (`SCIEnhancer.fuse()`: BatchNorm folded, the same output, faster), which `llie enhance` and `llie export`
-    run; `fused=False` keeps the model as trained."""
+    (`SCIEnhancer.fuse()`: BatchNorm folded, width-packed where the width allows; the same output, faster),
+    which `llie enhance` and `llie export` run; `fused=False` keeps the model as trained."""
     if weights is not None and preset is not None:
         raise NotAvailableError("SCI: give a preset or a weights file, not both")
     if weights is None:
