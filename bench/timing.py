@@ -20,6 +20,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from train.sizes import parse_size
+
 # Above this 1-minute load average (on this 2-core machine) other work competes for the cores: say so.
 QUIET_LOAD = 1.5
 
@@ -209,17 +211,6 @@ def peak_rss_mb() -> float:
 
 
 # === Command line and machine ===
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """ "400x600" (height × width) → (400, 600)."""
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH, e.g. 400x600") from err
-    if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: sizes must be positive")
-    return height, width
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, sizes: Sequence[str], paths: Sequence[str]) -> None:

@@ -2,8 +2,9 @@
 
     python -m bench.torch_reference [--size 400x600 --size 1080x1920] [--threads 2] [--repeats 10]
 
-Needs only torch and numpy: run it from the repository root with any Python that has them (TensorFlow and llie
-are not imported; of this project only bench.timing, whose module level needs the standard library and numpy). The
+Needs only torch and numpy: run it from the repository root with any Python that has them (TensorFlow and the
+models are not imported; of this project only bench.timing and train.sizes, which need the standard library and
+numpy). The
 networks are rebuilt here from the architecture descriptions in ../shared/reference/{sci,enlightengan}/README.md
 (SCI's `Finetunemodel` = EnhanceNetwork(layers=1, channels=3); EnlightenGAN's `Unet_resize_conv` with the official
 options) with random weights, in eval mode under `torch.inference_mode()`: the time of a forward pass does not
