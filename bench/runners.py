@@ -3,7 +3,8 @@
 Paths: "eager" (Keras call), "function" (tf.function, oneDNN graph), "xla" (tf.function(jit_compile=True)),
 "savedmodel" (train.export.export_savedmodel, reloaded, serving_default signature), "tflite-fp32" /
 "tflite-fp16" / "tflite-int8" (train.export.export_tflite, run by train.tflite.TFLiteEnhancer with
-`num_threads=--threads`; LiteRT applies its default XNNPACK delegate), "bf16" (the model rebuilt under Keras'
+`num_threads=--threads`; LiteRT applies its default XNNPACK delegate), "savedmodel-fixed" / "tflite-fixed" (the
+same fp32 exports for the row's image size only, `llie export --size`), "bf16" (the model rebuilt under Keras'
 "mixed_bfloat16" policy with the fp32 weights copied in, under tf.function).
 """
 
@@ -23,7 +24,10 @@ from bench.timing import Timing, achieved, measure_interleaved, psnr_db
 
 TFLITE_QUANTIZE = {"tflite-fp32": "none", "tflite-fp16": "float16", "tflite-int8": "int8"}
 PRECISION = {"eager": "fp32", "function": "fp32", "xla": "fp32", "savedmodel": "fp32", "tflite-fp32": "fp32",
-             "tflite-fp16": "fp16 weights", "tflite-int8": "int8", "bf16": "bf16"}
+             "tflite-fp16": "fp16 weights", "tflite-int8": "int8", "savedmodel-fixed": "fp32",
+             "tflite-fixed": "fp32", "bf16": "bf16"}
+# Paths exported for one image size: their engines are built per size.
+FIXED_SIZE_PATHS = ("savedmodel-fixed", "tflite-fixed")
 # The reduced precisions (every one but fp32), whose rows the reduced-precision targets and summaries cover.
 REDUCED_PRECISIONS = tuple(dict.fromkeys(p for p in PRECISION.values() if p != "fp32"))
 # The 2048² fp32 matmul GFLOP/s of the machine the fp32 targets were set on (`Target.reference_gflops`).
@@ -85,14 +89,16 @@ def enhancer_fn(enhancer, extra_names: Sequence[str]) -> Callable[..., object]:
     return run
 
 
-def savedmodel_engine(enhancer, extra_inputs, workdir: Path) -> Engine:
-    """Export to a SavedModel, reload it and run its "serving_default" signature (what TF Serving runs)."""
+def savedmodel_engine(enhancer, extra_inputs, workdir: Path, size: tuple[int, int] | None = None) -> Engine:
+    """Export to a SavedModel (for any size, or for `size` only), reload it and run its "serving_default"
+    signature (what TF Serving runs)."""
     import tensorflow as tf
 
     from train.export import export_savedmodel
 
     start = time.perf_counter()
-    path = export_savedmodel(enhancer, workdir / "savedmodel", extra_inputs=extra_inputs)
+    name = "savedmodel" if size is None else f"savedmodel-{size[0]}x{size[1]}"
+    path = export_savedmodel(enhancer, workdir / name, extra_inputs=extra_inputs, image_size=size)
     serving = tf.saved_model.load(str(path)).signatures["serving_default"]
     names = [e.name for e in extra_inputs]
     return Engine(lambda image, *extras: serving(image=image, **dict(zip(names, extras)))["enhanced"], "fp32",
@@ -100,16 +106,19 @@ def savedmodel_engine(enhancer, extra_inputs, workdir: Path) -> Engine:
 
 
 def tflite_engine(path: str, enhancer, extra_inputs, workdir: Path, args: argparse.Namespace,
-                  calibration: Callable[[], list[np.ndarray]]) -> Engine:
-    """Export to .tflite with the path's quantization and run it with `TFLiteEnhancer(num_threads=--threads)`."""
+                  calibration: Callable[[], list[np.ndarray]], size: tuple[int, int] | None = None) -> Engine:
+    """Export to .tflite with the path's quantization (for any size, or for `size` only) and run it with
+    `TFLiteEnhancer(num_threads=--threads)`."""
     from train.export import export_tflite
     from train.tflite import TFLiteEnhancer
 
-    quantize = TFLITE_QUANTIZE[path]
+    quantize = TFLITE_QUANTIZE.get(path, "none")
     start = time.perf_counter()
-    out = export_tflite(enhancer, workdir / f"{path}.tflite", quantize=quantize, extra_inputs=extra_inputs,
+    name = path if size is None else f"{path}-{size[0]}x{size[1]}"
+    out = export_tflite(enhancer, workdir / f"{name}.tflite", quantize=quantize, extra_inputs=extra_inputs,
                         representative_images=calibration() if quantize == "int8" else None,
-                        calibration_size=args.calibration_size, calibration_samples=args.calibration_samples)
+                        calibration_size=args.calibration_size, calibration_samples=args.calibration_samples,
+                        image_size=size)
     runner = TFLiteEnhancer(out, num_threads=args.threads)
     names = [e.name for e in extra_inputs]
     return Engine(lambda image, *extras: runner(image, **dict(zip(names, extras))), PRECISION[path],
@@ -169,6 +178,9 @@ def enhancer_factories(enhancer, extra_inputs, tmp: Path, args: argparse.Namespa
     for path in TFLITE_QUANTIZE:
         factories[path] = lambda path=path: tflite_engine(path, enhancer, extra_inputs, tmp, args,
                                                           lambda: calibration_images(args.images))
+    factories["savedmodel-fixed"] = lambda size: savedmodel_engine(enhancer, extra_inputs, tmp, size)
+    factories["tflite-fixed"] = lambda size: tflite_engine("tflite-fixed", enhancer, extra_inputs, tmp, args,
+                                                           lambda: calibration_images(args.images), size)
     if bf16_model is not None:
         factories["bf16"] = lambda: keras_engine("function", to_float32(enhancer_fn(bf16_model(), names)),
                                                  precision="bf16", rate="bf16")
@@ -176,22 +188,24 @@ def enhancer_factories(enhancer, extra_inputs, tmp: Path, args: argparse.Namespa
 
 
 class EngineCache:
-    """Builds each engine once, on first use (exports are slow), and remembers a failure as its reason."""
+    """Builds each engine once, on first use (exports are slow), and remembers a failure as its reason. The
+    factory of a `FIXED_SIZE_PATHS` path takes the image size, and its engines are kept per size."""
 
-    def __init__(self, factories: dict[str, Callable[[], Engine]]):
+    def __init__(self, factories: dict[str, Callable[..., Engine]]):
         self.factories = factories
-        self.engines: dict[str, Engine | str] = {}
+        self.engines: dict[tuple, Engine | str] = {}
 
     def __contains__(self, path: str) -> bool:
         return path in self.factories
 
-    def get(self, path: str) -> Engine | str:
-        if path not in self.engines:
+    def get(self, path: str, size: tuple[int, int]) -> Engine | str:
+        key = (path, size) if path in FIXED_SIZE_PATHS else (path,)
+        if key not in self.engines:
             try:
-                self.engines[path] = self.factories[path]()
+                self.engines[key] = self.factories[path](*key[1:])
             except Exception as err:  # noqa: BLE001 — any failure becomes a table row, the others still run
-                self.engines[path] = one_line(err)
-        return self.engines[path]
+                self.engines[key] = one_line(err)
+        return self.engines[key]
 
 
 def one_line(err: Exception, limit: int = 110) -> str:
@@ -272,7 +286,7 @@ def time_cases(pairs: Sequence[tuple[Case, EngineCache]], paths: Sequence[str], 
         for index, (case, cache) in enumerate(pairs):
             if path not in cache:
                 continue
-            engine = cache.get(path)
+            engine = cache.get(path, case.size)
             if isinstance(engine, str):
                 rows[index, path] = _failed_row(case, path, PRECISION.get(path, "?"), engine, target)
                 continue

@@ -45,28 +45,32 @@ def assert_timed(row: dict[str, str], precision: str) -> None:
 
 
 def test_bench_sci_prints_a_row_per_path(capsys):
-    bench_sci.main(TINY + ["--paths", "eager,function,savedmodel,tflite-fp32"])
+    paths = ("eager", "function", "savedmodel", "tflite-fp32", "tflite-fixed")
+    bench_sci.main(TINY + ["--paths", ",".join(paths)])
     out = capsys.readouterr().out
     assert re.search(r"matmul 64² fp32: [\d.]+ GFLOP/s", out)
     rows = by_model_and_path(parse_table(out, "SCI ms/image"))
-    paths = ("eager", "function", "savedmodel", "tflite-fp32")
-    assert sorted(rows) == sorted((model, p) for model in ("SCI", "SCI fused") for p in paths)
+    models = ("SCI", "SCI fused", "SCI packed")
+    assert sorted(rows) == sorted((model, p) for model in models for p in paths)
     for row in rows.values():
         assert_timed(row, "fp32")
-    # The compiled paths compute the same function: fp32 round-off only; the fused form (BatchNorm folded)
-    # too, against the unfused eager output, and with fewer FLOPs (no BatchNorm pass).
-    for model in ("SCI", "SCI fused"):
-        for path in ("function", "tflite-fp32"):
+    # The compiled paths compute the same function: fp32 round-off only; the fused form (BatchNorm folded) and
+    # the packed one too, against the unfused eager output; fused with fewer FLOPs (no BatchNorm pass), packed
+    # counted as fused (its extra kernel weights are zeros).
+    for model in models:
+        for path in ("function", "tflite-fp32", "tflite-fixed"):
             assert float(rows[model, path]["PSNR vs fp32 dB"]) > 100.0, (model, path)
     assert float(rows["SCI fused", "function"]["GFLOP"]) < float(rows["SCI", "function"]["GFLOP"])
+    assert rows["SCI packed", "function"]["GFLOP"] == rows["SCI fused", "function"]["GFLOP"]
     assert rows["SCI", "tflite-fp32"]["note"].startswith("export ")
-    ratios = {row["path"]: row for row in parse_table(out, "SCI fused vs unfused, same run")}
+    ratios = {row["path"]: row for row in parse_table(out, "SCI variants vs unfused, same run")}
     assert sorted(ratios) == sorted(paths)
     for row in ratios.values():
-        assert float(row["fused/unfused"]) == pytest.approx(float(row["fused ms"]) / float(row["unfused ms"]),
-                                                            rel=0.05)
-    assert "best path SCI at 400x600: not measured in this run — target ≤3.5 ms" in out
-    assert "best path SCI fused at 400x600: not measured in this run — target ≤3.5 ms" in out
+        for variant in ("fused", "packed"):
+            assert float(row[f"{variant} /unfused"]) == pytest.approx(
+                float(row[f"{variant} ms"]) / float(row["unfused ms"]), rel=0.05)
+    for model in models:
+        assert f"best path {model} at 400x600: not measured in this run — target ≤3.5 ms" in out
 
 
 def test_bench_sci_compiled_and_quantized_rows(capsys):
@@ -82,7 +86,7 @@ def test_bench_sci_compiled_and_quantized_rows(capsys):
     # Reduced precision: close to fp32, but not identical (so the quantized file really was used).
     assert 45.0 <= float(rows["SCI fused", "tflite-fp16"]["PSNR vs fp32 dB"]) < 200.0
     assert 20.0 <= float(rows["SCI fused", "tflite-int8"]["PSNR vs fp32 dB"]) < 60.0
-    assert "SCI fused vs unfused" not in out  # one variant: no ratios
+    assert "SCI variants vs unfused" not in out  # one variant: no ratios
 
 
 def test_variants_are_timed_interleaved():
