@@ -36,7 +36,7 @@ def sci_rgb_to_ycbcr(images: tf.Tensor) -> tf.Tensor:
     (images,) = to_float32(images)
     nchw = tf.transpose(images, (0, 3, 1, 2))
     flat = tf.reshape(nchw, (-1, 3))
-    mixed = tf.matmul(flat, tf.constant(_YCBCR_MATRIX, tf.float32)) + tf.constant(_YCBCR_BIAS, tf.float32)
+    mixed = tf.matmul(flat, tf.constant(_YCBCR_MATRIX, flat.dtype)) + tf.constant(_YCBCR_BIAS, flat.dtype)
     return tf.transpose(tf.reshape(mixed, tf.shape(nchw)), (0, 2, 3, 1))
 
 

@@ -21,7 +21,7 @@ class TorchBatchNormalization(keras.layers.BatchNormalization):
     - each call in training mode updates the statistics once, so a block applied k times (SCI's weight sharing)
       updates them k times, like a PyTorch module used k times.
     Statistics are per replica (not synchronised), like PyTorch's `DataParallel`.
-    Inputs: NHWC (axis -1), any float dtype; statistics are computed in float32.
+    Inputs: NHWC (axis -1), any float dtype; statistics are computed in float32 (float64 for float64 inputs).
     """
 
     def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, **kwargs):
@@ -30,16 +30,17 @@ class TorchBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or self.renorm or mask is not None:
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, "float32")
+        statistics_dtype = "float64" if keras.backend.standardize_dtype(inputs.dtype) == "float64" else "float32"
+        x = ops.cast(inputs, statistics_dtype)
         mean, variance = ops.moments(x, axes=self._reduction_axes)
-        count = ops.cast(ops.prod(ops.shape(x)[:-1]), "float32")
+        count = ops.cast(ops.prod(ops.shape(x)[:-1]), statistics_dtype)
         unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
         outputs = ops.batch_normalization(
             x, mean, variance, axis=-1,
-            offset=ops.cast(self.beta, "float32") if self.center else None,
-            scale=ops.cast(self.gamma, "float32") if self.scale else None,
+            offset=ops.cast(self.beta, statistics_dtype) if self.center else None,
+            scale=ops.cast(self.gamma, statistics_dtype) if self.scale else None,
             epsilon=self.epsilon,
         )
         return ops.cast(outputs, self.compute_dtype)
