@@ -5,9 +5,9 @@ train_network_seed0 is badly conditioned in float32 (N(0, 0.02) weights: train-m
 by tiny batch standard deviations, stage after stage), so the fixture itself is off the float64 result
 of the same computation by up to 3.7e-5 (train-mode outputs), 6.6e-6 (eval-mode outputs) and 4.9e-4
 (gradients, max error / max |gradient| per tensor) — measured with a float64 run of this port, which
-tests/test_sci_float64.py keeps measuring (and finds this port's float32 gradients no farther from it). Measured
-against the fixture, this port is off by at most 8.6e-5 (train mode, stage 3) and 9.1e-6 (eval mode), so the
-outputs are compared at ≤1e-5 (stage 0 and eval mode) and ≤1e-4 (all train-mode stages). Gradients are
+tests/test_sci_float64.py keeps measuring (this port's float32 gradients are about as close to it as upstream's).
+Measured against the fixture, this port is off by at most 8.6e-5 (train mode, stage 3) and 9.1e-6 (eval mode), so
+the outputs are compared at ≤1e-5 (stage 0 and eval mode) and ≤1e-4 (all train-mode stages). Gradients are
 compared at ≤1e-3 of each tensor's max: the fixture's own float32 error (4.9e-4 of it) leaves no room for less.
 """
 
