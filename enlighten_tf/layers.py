@@ -58,8 +58,7 @@ def padding_amounts(images: tf.Tensor, multiple: int = PAD_MULTIPLE) -> tuple:
 def reflect_pad(images: tf.Tensor, amounts: tuple) -> tf.Tensor:
     """`nn.ReflectionPad2d` (edge pixel not repeated) by (top, bottom, left, right).
 
-    Statically zero amounts (sides already multiples of 16, e.g. training crops) add no op: MirrorPad rejects
-    any tensor with a 0-sized dimension, such as a replica's empty share of a short batch."""
+    Statically zero amounts (sides already multiples of 16, e.g. training crops) add no op (no copy)."""
     if all(isinstance(amount, int) and amount == 0 for amount in amounts):
         return images
     top, bottom, left, right = amounts

@@ -81,10 +81,9 @@ def training_dataset(args: argparse.Namespace, replicas: int = 1) -> tf.data.Dat
 
     One device keeps upstream's short last batch of each epoch (its DataLoader's drop_last=False): an epoch is
     ceil(samples / batch) steps. Under several replicas only full batches (running on into the next epoch's
-    samples; an epoch is samples // batch steps): a short one can leave a replica with no image, which the
-    generator cannot run (MirrorPad rejects it, and TF 2.21's Conv2D returns an empty batch with its input's
-    channels) and whose BatchNorm statistics and relativistic means would be NaN, reaching every replica through
-    the all-reduce.
+    samples; an epoch is samples // batch steps): a short one can leave a replica with no image, whose
+    BatchNorm statistics and relativistic means would be NaN, reaching every replica through the all-reduce
+    (and TF 2.21's Conv2D returns such an empty batch with its input's channels, not the conv's).
     """
     from train.data import unpaired_dataset
 
@@ -92,9 +91,8 @@ def training_dataset(args: argparse.Namespace, replicas: int = 1) -> tf.data.Dat
                             augment=args.augment, shuffle=True, drop_remainder=replicas > 1, seed=args.seed)
 
 
-def train(args: argparse.Namespace, strategy: tf.distribute.Strategy | None = None) -> keras.Model:
-    """Runs `llie train enlightengan` with the parsed flags (`strategy` overrides `--strategy`); returns the
-    trained `EnlightenGAN`."""
+def train(args: argparse.Namespace) -> keras.Model:
+    """Runs `llie train enlightengan` with the parsed flags; returns the trained `EnlightenGAN`."""
     from train.callbacks import sample_crop
     from train.fit import run_training, strategy_from_name
     from train.folders import list_images
@@ -102,7 +100,7 @@ def train(args: argparse.Namespace, strategy: tf.distribute.Strategy | None = No
 
     if args.vgg_weights != "imagenet" and not os.path.isfile(args.vgg_weights):
         raise WeightsMismatchError(f"{args.vgg_weights}: no such VGG16 weights file")
-    strategy = strategy or strategy_from_name(args.strategy)
+    strategy = strategy_from_name(args.strategy)
     dataset = training_dataset(args, strategy.num_replicas_in_sync)
     return run_training(args, build_model=lambda: build_enlightengan(args), dataset=dataset,
                         sample_images=sample_crop(read_image(list_images(args.low)[0])),

@@ -18,6 +18,8 @@ import tensorflow as tf
 
 from train.errors import NotAvailableError
 
+# Keras' name for its downloadable ImageNet weights.
+IMAGENET = "imagenet"
 _BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 _FILTERS = (64, 128, 256, 512, 512)
 # ImageNet BGR channel means of the Caffe VGG models.
@@ -36,22 +38,29 @@ def caffe_preprocess(images: tf.Tensor, *, input_range: tuple[float, float] = (0
 
 
 def _application(arch: str, weights: str) -> keras.Model:
-    """keras.applications' VGG without its top, with `weights` ("imagenet", downloaded once, or a notop .h5).
-
-    A failed download becomes a one-line `NotAvailableError` suggesting a local file. Offline, Keras' `get_file`
-    raises a bare `Exception` ("URL fetch failure on ..."); a socket or file problem is an `OSError` (urllib's
-    `URLError` is one); any other error is a bug and propagates.
-    """
+    """keras.applications' VGG without its top, with `weights` ("imagenet", downloaded once, or a notop .h5);
+    a failed download becomes `download_failure`'s one-line `NotAvailableError`."""
     app = keras.applications.VGG16 if arch == "vgg16" else keras.applications.VGG19
     try:
         return app(include_top=False, weights=weights, input_shape=(None, None, 3))
-    except Exception as err:  # noqa: BLE001 — narrowed just below
-        if weights != "imagenet" or not (isinstance(err, OSError) or type(err) is Exception):
+    except Exception as err:  # noqa: BLE001 — narrowed by download_failure
+        failure = download_failure(arch, err) if weights == IMAGENET else None
+        if failure is None:
             raise
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise NotAvailableError(f"the ImageNet {arch.upper()} weights could not be downloaded ({reason}); pass a "
-                                f"local weights path instead of 'imagenet' (Keras' {arch}_weights_tf_dim_ordering_"
-                                "tf_kernels_notop.h5, or a .weights.h5 saved from this extractor)") from err
+        raise failure from err
+
+
+def download_failure(arch: str, err: Exception) -> NotAvailableError | None:
+    """The one-line error for a failed download of the ImageNet `arch` weights, suggesting a local file; None
+    when `err` is not a download failure (a bug, to propagate). Offline, Keras' `get_file` raises a bare
+    `Exception` ("URL fetch failure on ..."); a socket or file problem is an `OSError` (urllib's `URLError` is
+    one)."""
+    if not (isinstance(err, OSError) or type(err) is Exception):
+        return None
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return NotAvailableError(f"the ImageNet {arch.upper()} weights could not be downloaded ({reason}); pass a "
+                             f"local weights path instead of 'imagenet' (Keras' {arch}_weights_tf_dim_ordering_"
+                             "tf_kernels_notop.h5, or a .weights.h5 saved from this extractor)")
 
 
 def _load_weights(model: keras.Model, arch: str, weights: str | os.PathLike | None) -> None:

@@ -3,6 +3,7 @@ darkening / patch helpers, the lr schedule, distribution (and short last batches
 precision, the VGG weights errors and `llie train enlightengan` (resume, logs, the recorded upsampling mode)."""
 
 import argparse
+import re
 import types
 
 import keras
@@ -10,25 +11,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras.src.utils import file_utils as keras_file_utils
 
+from enlighten_tf import model as enlighten_model
 from enlighten_tf import train_command
 from enlighten_tf.discriminators import GlobalDiscriminator, LocalDiscriminator
 from enlighten_tf.enhancer import ALIGN_CORNERS_ATTRIBUTE, FROM_UPSTREAM_ATTRIBUTE, build_enhancer
 from enlighten_tf.layers import padding_amounts, reflect_pad
-from enlighten_tf.model import EnlightenGAN, build_sfp_extractor, darken, extract_patches, random_patch_offsets
+from enlighten_tf.model import EnlightenGAN, darken, extract_patches, random_patch_offsets
 from enlighten_tf.schedule import EpochLinearDecay, decayed_learning_rate
 from enlighten_tf.train_command import TRAIN_COMMAND, training_dataset
+from losses_tf.vgg import download_failure
 from tests.enhancer_testing import read_events, read_scalars
 from tests.enlighten_testing import GRAD_RTOL, rel, upstream_gan
 from tests.image_folders import coded_image, save
 from tests.reference import reference, reference_path
-from train import cli
 from tests.fit_testing import assert_whole_epochs, record_steps
+from train import cli
 from train import fit
 from train.callbacks import read_weights_attributes
 from train.data import EpochLayout, epoch_layout
-from train.errors import NotAvailableError, WeightsMismatchError
+from train.errors import WeightsMismatchError
 from train.fit import precision_policy
 
 RTOL = 1e-4
@@ -179,27 +181,27 @@ def _unpaired_folders(root, lows: int = 4, normals: int = 2, size=(40, 44)):
     return ["--low", str(root / "low"), "--normal", str(root / "normal")]
 
 
-def test_offline_imagenet_vgg_is_a_one_line_error(tmp_path, monkeypatch, capsys):
-    """Offline, Keras' download raises a bare Exception ("URL fetch failure"): one line naming --vgg-weights."""
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://storage.googleapis.com/vgg16_notop.h5: None -- [Errno -3] "
+def test_a_failed_vgg_download_is_one_line_naming_the_flag(tmp_path, monkeypatch, capsys):
+    """`llie train enlightengan` with the default --vgg-weights, when the ImageNet download fails (here: the
+    loader raises what losses_tf.vgg makes of Keras' offline error; nothing is downloaded): one line that
+    names --vgg-weights, exit 1."""
+    offline = Exception("URL fetch failure on https://storage.googleapis.com/vgg16_notop.h5: None -- [Errno -3] "
                         "Temporary failure in name resolution")
+    loads = []
 
-    monkeypatch.setattr(keras_file_utils, "get_file", offline)
-    with pytest.raises(NotAvailableError, match=r"could not be downloaded \(URL fetch failure.*--vgg-weights PATH"):
-        build_sfp_extractor("imagenet")
+    def unavailable(weights, *args, **kwargs):
+        loads.append(weights)
+        raise download_failure("vgg16", offline)
+
+    monkeypatch.setattr(enlighten_model, "sfp_vgg16", unavailable)
     status = cli.main(["train", "enlightengan", *_unpaired_folders(tmp_path), "--batch-size", "2",
                        "--patch-size", "32", "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert status == 1 and "--vgg-weights PATH" in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
-
-    def broken(*args, **kwargs):
-        raise KeyError("not a download problem")
-
-    monkeypatch.setattr(keras_file_utils, "get_file", broken)
-    with pytest.raises(KeyError):  # only download failures are translated
-        build_sfp_extractor("imagenet")
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+    assert loads == [parser.get_default("vgg_weights")]  # the default, not a path
+    assert status == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert re.search(r"could not be downloaded \(URL fetch failure.*--vgg-weights PATH", err), err
 
 
 def _train_argv(tmp_path, run_dir) -> list[str]:
@@ -295,7 +297,6 @@ def test_short_last_batch_never_reaches_two_replicas(tmp_path, two_cpu_strategy)
 
 
 def test_reflect_pad_of_statically_zero_amounts_adds_no_op():
-    """Training crops (multiples of 16) need no padding: no MirrorPad, which rejects any 0-sized dimension
-    (an empty batch on a replica)."""
-    empty = tf.zeros((0, 32, 32, 3))
-    assert padding_amounts(empty) == (0, 0, 0, 0) and reflect_pad(empty, (0, 0, 0, 0)) is empty
+    """Training crops (multiples of 16) need no padding: the input comes back as it is, no MirrorPad copy."""
+    crops = tf.zeros((2, 32, 48, 3))
+    assert padding_amounts(crops) == (0, 0, 0, 0) and reflect_pad(crops, (0, 0, 0, 0)) is crops

@@ -1,9 +1,11 @@
+import re
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from losses_tf import perceptual
+from losses_tf import perceptual, vgg
 from losses_tf.vgg import caffe_preprocess, vgg_features
 from tests.loss_testing import (
     assert_float32_under_mixed_bfloat16,
@@ -125,24 +127,33 @@ def test_local_keras_vgg19_notop_h5_gives_the_keras_application_features(tmp_pat
                 np.testing.assert_array_equal(got, want)
 
 
-def test_offline_imagenet_download_is_a_one_line_error(monkeypatch):
+def test_a_failed_vgg_download_is_a_one_line_error():
     """Offline, Keras' download raises a bare Exception ("URL fetch failure"): one line suggesting a local path;
-    any other failure of the download call is a bug and propagates as it is."""
-    from keras.src.utils import file_utils
-
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://storage.googleapis.com/vgg19_notop.h5: None -- [Errno -3] "
+    any other failure of the download call is a bug, left to propagate (None). No download is attempted."""
+    offline = Exception("URL fetch failure on https://storage.googleapis.com/vgg19_notop.h5: None -- [Errno -3] "
                         "Temporary failure in name resolution\n(second line of the report)")
+    error = vgg.download_failure("vgg19", offline)
+    assert isinstance(error, NotAvailableError) and "\n" not in str(error)
+    assert re.fullmatch(r"the ImageNet VGG19 weights could not be downloaded \(URL fetch failure .*resolution\); "
+                        r"pass a local weights path .*", str(error))
+    assert "could not be downloaded (ConnectionRefusedError)" in str(vgg.download_failure("vgg16",
+                                                                                         ConnectionRefusedError()))
+    assert vgg.download_failure("vgg19", KeyError("not a download problem")) is None
 
-    monkeypatch.setattr(file_utils, "get_file", offline)
-    with pytest.raises(NotAvailableError, match=r"ImageNet VGG19 weights could not be downloaded \(URL fetch "
-                                                r"failure .*resolution\); pass a local weights path") as error:
-        perceptual.PerceptualLoss(weights="imagenet").build_extractor()
-    assert "\n" not in str(error.value)
 
-    def broken(*args, **kwargs):
+def test_the_vgg_loader_raises_the_download_failure(monkeypatch):
+    """The ImageNet loader turns what the Keras constructor raises offline into that one line (the constructor is
+    replaced: nothing is downloaded) and lets any other error through."""
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/vgg19_notop.h5: None")
+
+    monkeypatch.setattr(keras.applications, "VGG19", offline)
+    with pytest.raises(NotAvailableError, match=r"VGG19 weights could not be downloaded \(URL fetch failure"):
+        vgg_features("vgg19", ("relu1_1",), weights=vgg.IMAGENET)
+
+    def broken(**kwargs):
         raise KeyError("not a download problem")
 
-    monkeypatch.setattr(file_utils, "get_file", broken)
+    monkeypatch.setattr(keras.applications, "VGG19", broken)
     with pytest.raises(KeyError, match="not a download problem"):
-        perceptual.PerceptualLoss(weights="imagenet").build_extractor()
+        vgg_features("vgg19", ("relu1_1",), weights=vgg.IMAGENET)
