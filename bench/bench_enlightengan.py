@@ -81,12 +81,11 @@ def build_bench_enhancer(weights: str | None) -> EnlightenGANEnhancer:
         return EnlightenGANEnhancer()
     if str(weights).endswith(".npz"):
         with np.load(weights) as data:
-            calibrated = {key[len(CALIBRATED_GROUP):]: data[key] for key in data.files
-                          if key.startswith(CALIBRATED_GROUP)}
+            calibrated = any(key.startswith(CALIBRATED_GROUP) for key in data.files)
         if calibrated:
+            state = {**read_state_dict(weights), **read_state_dict(weights, npz_prefixes=(CALIBRATED_GROUP,))}
             enhancer = EnlightenGANEnhancer()
-            assign_state_dict(generator_layers(enhancer.generator), {**read_state_dict(weights), **calibrated},
-                              source=str(weights))
+            assign_state_dict(generator_layers(enhancer.generator), state, source=str(weights))
             return enhancer
     return build_enhancer(weights=weights)
 

@@ -163,7 +163,7 @@ def to_float32(fn: Callable[..., object]) -> Callable[..., object]:
 
 
 def enhancer_factories(enhancer, extra_inputs, tmp: Path, args: argparse.Namespace,
-                       bf16_model: Callable[[], object] | None = None) -> dict[str, Callable[[], Engine]]:
+                       bf16_model: Callable[[], object] | None = None) -> dict[str, Callable[..., Engine]]:
     """Engine factories of every path for an enhancer (the contract's `call(image, training=False, **extras)`).
 
     "bf16" is offered when `bf16_model` is given: it returns the enhancer's bf16 twin (see `bf16_copy`). int8

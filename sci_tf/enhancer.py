@@ -70,7 +70,8 @@ class SCIEnhancer(keras.Model):
         """A new, inference-only enhancer computing the same output from this one's current weights, with the
         block's BatchNorm (running statistics) folded into the preceding convolution: one convolution instead of
         conv + two element-wise passes, ~1e-7 rounding difference; `pack_width`: width-packed convolutions
-        where the width allows (see `EnhanceNetwork`). Its weights file is not an SCIEnhancer one."""
+        where the width allows (see `EnhanceNetwork`). Its weights file is not an SCIEnhancer one. An enhancer
+        that is already fused is returned as it is, whatever `pack_width`."""
         if self.fused:
             return self
         if not self.built:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from sci_tf.packing import apply_conv
 from train.layers import TorchBatchNormalization
 
 
@@ -34,7 +35,8 @@ class ConvNormReLU(keras.layers.Layer):
     The original `nn.Sequential(Conv2d, BatchNorm2d, ReLU)`; `training` selects batch statistics (and one
     running-statistics update per call) or the running statistics. With `norm_folded=True` the layer has no
     BatchNorm: its conv holds conv∘BN of a trained layer in inference mode (`folded_weights`), which saves two
-    element-wise passes per call; such a layer is for inference only (`training` is then ignored).
+    element-wise passes per call; such a layer is for inference only (`training` is then ignored). `pack` > 1
+    computes the conv that many columns per position (`sci_tf.packing`; it must divide W).
     """
 
     def __init__(self, filters: int, norm_folded: bool = False, **kwargs):
@@ -50,8 +52,8 @@ class ConvNormReLU(keras.layers.Layer):
         if self.norm is not None:
             self.norm.build(tuple(input_shape[:-1]) + (self.filters,))
 
-    def call(self, inputs, training=None):
-        features = self.conv(inputs)
+    def call(self, inputs, training=None, pack: int = 1):
+        features = apply_conv(self.conv, inputs, pack)
         if self.norm is not None:
             features = self.norm(features, training=training)
         return keras.ops.relu(features)

@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from sci_tf.layers import ConvNormReLU, conv3x3
-from sci_tf.packing import pack_factor, packed_conv
+from sci_tf.packing import apply_conv, pack_factor
 
 # Illumination is clamped to [1e-4, 1] so that x / i stays finite (original `EnhanceNetwork.forward`).
 ILLUMINATION_FLOOR = 1e-4
@@ -56,19 +56,10 @@ class EnhanceNetwork(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         pack = pack_factor(inputs.shape[2]) if self.pack_width else 1
-        if pack > 1:
-            return self._packed_call(inputs, pack)
-        features = self.in_conv(inputs)
+        features = apply_conv(self.in_conv, inputs, pack)
         for _ in range(self.num_layers):
-            features = features + self.block(features, training=training)
-        return ops.clip(self.out_conv(features) + inputs, ILLUMINATION_FLOOR, 1.0)
-
-    def _packed_call(self, inputs, pack: int):
-        """`call` with each convolution computing `pack` columns per position (`pack` divides W)."""
-        features = ops.relu(packed_conv(inputs, self.in_conv, pack))
-        for _ in range(self.num_layers):
-            features = features + ops.relu(packed_conv(features, self.block.conv, pack))
-        return ops.clip(ops.sigmoid(packed_conv(features, self.out_conv, pack)) + inputs, ILLUMINATION_FLOOR, 1.0)
+            features = features + self.block(features, training=training, pack=pack)
+        return ops.clip(apply_conv(self.out_conv, features, pack) + inputs, ILLUMINATION_FLOOR, 1.0)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

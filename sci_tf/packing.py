@@ -7,7 +7,7 @@ p·C_out + c is original column k·j + p, channel c. Its kernel, width k+2 (the 
 is built from the original one: each weight is one original weight or 0, so every output is the same sum plus
 exact zeros. "same" padding with stride k and kernel width k+2 pads one column each side when k divides W, i.e.
 the original's `padding=1`. The (N, H, W/k, k·C_out) result is row-major the (N, H, W, C_out) one, so the
-reshape back costs nothing. Fewer, fuller positions: about 25 % less time per image (bench/README.md).
+reshape back costs nothing. Fewer, fuller positions: less time per image (measured in bench/README.md).
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ def packed_kernel(kernel, bias, k: int):
     selection = ops.convert_to_tensor(_selection(k), kernel.dtype)
     weights = ops.einsum("xpd,ydio->yxipo", selection, kernel)
     return ops.reshape(weights, (3, k + 2, kernel_in, k * kernel_out)), ops.tile(bias, (k,))
+
+
+def apply_conv(conv: keras.layers.Conv2D, inputs, k: int):
+    """`conv(inputs)` (activation included), computed k columns per position when k > 1 (k divides W)."""
+    return conv(inputs) if k == 1 else conv.activation(packed_conv(inputs, conv, k))
 
 
 def packed_conv(inputs, conv: keras.layers.Conv2D, k: int):

@@ -10,83 +10,18 @@ import pytest
 import tensorflow as tf
 
 from tests.enhancer_testing import llie
+from tests.export_testing import RATIO, psnr_db, random_images, toy, toy_ratio  # noqa: F401 (fixtures)
 from tests.reference import reference, shared_data_path
 from train import cli, registry
 from train.errors import NotAvailableError
 from train.export import export_savedmodel, export_tflite
 from train.io import read_image, write_image
-from train.registry import ExtraInput, ModelSpec
 from train.tflite import TFLiteEnhancer, calibration_crops, tensor_dtypes
 from train.tiling import enhance_tiled
 
-RATIO = ExtraInput("ratio", 1.0, "exposure ratio")
-
-
-# === Toy enhancers ===
-
-
-@keras.saving.register_keras_serializable(package="tests_export")
-class ToyEnhancer(keras.Model):
-    """Three 3×3 convs (receptive radius 3) and a sigmoid; with `use_ratio`, the residual is scaled by `ratio`.
-
-    The middle conv has ≥ 1024 weights, the converter's threshold for dynamic-range quantization of a tensor."""
-
-    license_notice = None  # the enhancer contract: no licence travels with these weights
-
-    def __init__(self, use_ratio: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.use_ratio = use_ratio
-        self.conv1 = keras.layers.Conv2D(16, 3, padding="same", activation="relu")
-        self.conv2 = keras.layers.Conv2D(16, 3, padding="same", activation="relu")
-        self.conv3 = keras.layers.Conv2D(3, 3, padding="same")
-
-    def call(self, image, ratio=None):
-        residual = self.conv3(self.conv2(self.conv1(image)))
-        if self.use_ratio:
-            residual = residual * ratio[:, None, None, None]
-        return keras.ops.sigmoid(residual + 4.0 * image - 2.0)
-
-    def get_config(self):
-        return {**super().get_config(), "use_ratio": self.use_ratio}
-
-
-def _build_toy(use_ratio: bool, preset: str | None = None, weights: str | None = None) -> keras.Model:
-    keras.utils.set_random_seed(7)
-    model = ToyEnhancer(use_ratio)
-    model(np.zeros((1, 8, 8, 3), np.float32), **({"ratio": np.ones((1,), np.float32)} if use_ratio else {}))
-    if weights is not None:
-        model.load_weights(weights)
-    return model
-
-
-registry.register(ModelSpec("toy_export", "test enhancer", lambda preset=None, weights=None:
-                            _build_toy(False, preset, weights), presets=("tiny",), default_preset="tiny"))
-registry.register(ModelSpec("toy_export_ratio", "test enhancer with a ratio",
-                            lambda preset=None, weights=None: _build_toy(True, preset, weights),
-                            presets=("tiny",), default_preset="tiny", extra_inputs=(RATIO,)))
-
-
-def _images(shape, seed=0):
-    return np.random.default_rng(seed).uniform(0.0, 0.4, shape).astype(np.float32)
-
-
-def _psnr(a, b):
-    return float(10.0 * np.log10(1.0 / max(np.mean((np.asarray(a) - np.asarray(b)) ** 2), 1e-20)))
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return registry.get("toy_export").build_enhancer(preset="tiny")
-
-
-@pytest.fixture(scope="module")
-def toy_ratio():
-    return registry.get("toy_export_ratio").build_enhancer(preset="tiny")
-
-
 @pytest.fixture(scope="module")
 def calibration():
-    return [_images((64, 80, 3), seed) for seed in range(3)] + [_images((48, 70, 3), 3)]
+    return [random_images((64, 80, 3), seed) for seed in range(3)] + [random_images((48, 70, 3), 3)]
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +57,7 @@ def test_savedmodel_signatures_are_named_and_dynamic(saved):
 
 @pytest.mark.parametrize("shape", [(2, 17, 23, 3), (2, 40, 31, 3)])
 def test_savedmodel_matches_keras(saved, toy, toy_ratio, shape):
-    images = _images(shape)
+    images = random_images(shape)
     ratio = np.array([0.5, 2.0], np.float32)
     plain = saved["toy"].signatures["serving_default"](image=tf.constant(images))["enhanced"].numpy()
     with_ratio = saved["toy_ratio"].signatures["serving_default"](
@@ -147,7 +82,7 @@ def test_savedmodel_uint8_signature_rounds(saved, toy):
 
 @pytest.mark.parametrize("shape", [(1, 21, 34, 3), (2, 48, 40, 3)])
 def test_tflite_fp32_matches_keras_at_any_size(tflites, toy, toy_ratio, shape):
-    images = _images(shape, seed=3)
+    images = random_images(shape, seed=3)
     ratio = np.linspace(0.5, 3.0, shape[0]).astype(np.float32)
     np.testing.assert_allclose(tflites["none"](images), toy(images).numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose(tflites["ratio"](images, ratio=ratio), toy_ratio(images, ratio=ratio).numpy(),
@@ -172,9 +107,9 @@ def test_tflite_has_builtin_ops_only_and_float_io(tflites):
 
 
 def test_tflite_quantized_drift(tflites):
-    images = _images((1, 56, 72, 3), seed=5)
+    images = random_images((1, 56, 72, 3), seed=5)
     reference_out = tflites["none"](images)
-    psnr = {mode: _psnr(tflites[mode](images), reference_out) for mode in ("float16", "int8")}
+    psnr = {mode: psnr_db(tflites[mode](images), reference_out) for mode in ("float16", "int8")}
     print(f"toy PSNR vs fp32: float16 {psnr['float16']:.1f} dB, int8 {psnr['int8']:.1f} dB")
     assert psnr["float16"] >= 50.0
     assert 25.0 <= psnr["int8"] < psnr["float16"]  # quantized, but calibrated sensibly
@@ -182,9 +117,9 @@ def test_tflite_quantized_drift(tflites):
 
 def test_tflite_dynamic_range_and_unsupported_ops(toy, tmp_path):
     runner = TFLiteEnhancer(export_tflite(toy, tmp_path / "dynamic.tflite", quantize="dynamic"))
-    images = _images((1, 30, 20, 3), seed=2)
+    images = random_images((1, 30, 20, 3), seed=2)
     assert any(t["dtype"] == np.int8 for t in runner.interpreter.get_tensor_details())
-    assert _psnr(runner(images), toy(images).numpy()) >= 35.0
+    assert psnr_db(runner(images), toy(images).numpy()) >= 35.0
 
     class NeedsFlex(keras.Model):
         def call(self, image):
@@ -196,7 +131,7 @@ def test_tflite_dynamic_range_and_unsupported_ops(toy, tmp_path):
 
 
 def test_tflite_runner_tiles_like_whole_image(tflites):
-    image = _images((45, 70, 3), seed=4)
+    image = random_images((45, 70, 3), seed=4)
     whole = tflites["none"](image)
     np.testing.assert_allclose(enhance_tiled(tflites["none"], image, tile=24, overlap=6), whole, atol=1e-5)
     with pytest.raises(ValueError, match="extra inputs must be"):
@@ -228,7 +163,7 @@ def test_cli_exports_savedmodel_and_tflite(toy, tmp_path, capsys):
     assert cli.main(["export", "--model", "toy_export", "--weights", str(weights), "-o", str(out / "m.tflite")]) == 0
     printed = capsys.readouterr().out
     assert str(out / "m.tflite") in printed and "[1,H,W,3]" in printed
-    images = _images((1, 16, 24, 3))
+    images = random_images((1, 16, 24, 3))
     np.testing.assert_allclose(TFLiteEnhancer(out / "m.tflite")(images), toy(images).numpy(), atol=1e-4)
     assert sorted(os.listdir(out)) == ["m.tflite", "sm"]  # no temporary leftovers, no licence notice
     assert "licence" not in printed and not [name for name in os.listdir(out / "sm") if "LICENSE" in name]
@@ -245,15 +180,15 @@ def test_cli_dynamic_quantization_says_what_it_quantized(toy, tmp_path, capsys):
 def test_cli_int8_calibrates_on_a_folder(toy, tmp_path, capsys):
     folder = tmp_path / "calibration"
     for seed in range(2):
-        write_image(folder / f"{seed}.png", _images((40, 52, 3), seed))
+        write_image(folder / f"{seed}.png", random_images((40, 52, 3), seed))
     (folder / "notes.txt").write_text("not an image")
     argv = ["export", "--model", "toy_export", "--quantize", "int8", "--calibration", str(folder),
             "--calibration-size", "32", "--calibration-samples", "4", "-o", str(tmp_path / "q.tflite")]
     assert cli.main(argv) == 0
     assert "(int8 quantized)" in capsys.readouterr().out
     runner = TFLiteEnhancer(tmp_path / "q.tflite")
-    images = _images((1, 40, 52, 3), seed=0)
-    assert "QUANTIZE" in runner.ops() and _psnr(runner(images), toy(images).numpy()) >= 35.0
+    images = random_images((1, 40, 52, 3), seed=0)
+    assert "QUANTIZE" in runner.ops() and psnr_db(runner(images), toy(images).numpy()) >= 35.0
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -306,7 +241,7 @@ def test_sci_quantized_psnr_on_real_image(sci):
     _, _, runners = sci
     image = read_image(shared_data_path("lol_eval15_lowonly/low_600x400/1.png"))
     fp32 = runners["none"](image)
-    psnr = {mode: _psnr(runners[mode](image), fp32) for mode in ("float16", "int8")}
+    psnr = {mode: psnr_db(runners[mode](image), fp32) for mode in ("float16", "int8")}
     print(f"sci medium 1.png PSNR vs fp32: float16 {psnr['float16']:.1f} dB, int8 {psnr['int8']:.1f} dB")
     assert psnr["float16"] >= 45.0
     assert psnr["int8"] >= 35.0
@@ -335,7 +270,7 @@ def test_sci_cli_savedmodel_matches_keras(sci_cli):
     keras_model = registry.get("sci").build_enhancer(preset="medium")
     served = tf.saved_model.load(str(sci_cli["savedmodel"][0])).signatures
     assert "signature serving_uint8: image uint8 [N,H,W,3]" in sci_cli["savedmodel"][1]
-    images = _images((3, 37, 53, 3), seed=11)  # batch 3, odd H×W
+    images = random_images((3, 37, 53, 3), seed=11)  # batch 3, odd H×W
     got = served["serving_default"](image=tf.constant(images))["enhanced"].numpy()
     want = keras_model(images, training=False).numpy()
     assert got.shape == images.shape
@@ -353,7 +288,7 @@ def test_sci_cli_tflite_any_size_builtin_ops_only(sci_cli):
     keras_model = registry.get("sci").build_enhancer(preset="medium")
     runner = TFLiteEnhancer(sci_cli["none"][0])
     for shape in ((1, 37, 53, 3), (1, 64, 96, 3)):  # resize_tensor_input to each size
-        images = _images(shape, seed=shape[1])
+        images = random_images(shape, seed=shape[1])
         np.testing.assert_allclose(runner(images), keras_model(images, training=False).numpy(), atol=1e-4, rtol=0)
     builtin = {name for name in vars(schema.BuiltinOperator) if name.isupper()} - {"CUSTOM"}
     ops = runner.ops()
@@ -378,13 +313,13 @@ def test_sci_cli_dynamic_quantization_is_reported_as_a_no_op(sci_cli):
     assert tensor_dtypes(sci_cli["dynamic"][0])["int8"] == 0
 
 
-def test_sci_cli_int8_without_calibration_uses_the_demo_images(sci_cli):
+def test_sci_cli_int8_without_calibration_uses_the_demorandom_images(sci_cli):
     path, out, err = sci_cli["int8"]
     assert "(int8 quantized)" in out
     assert "note: no --calibration DIR given: calibrating int8 on the 3 bundled demo images" in err
     runner = TFLiteEnhancer(path)
     assert {"QUANTIZE", "DEQUANTIZE"} <= set(runner.ops()) and tensor_dtypes(path)["int8"] > 0
     image = read_image(shared_data_path("lol_eval15_lowonly/low_600x400/1.png"))
-    psnr = _psnr(runner(image), TFLiteEnhancer(sci_cli["none"][0])(image))
+    psnr = psnr_db(runner(image), TFLiteEnhancer(sci_cli["none"][0])(image))
     print(f"sci medium int8 (demo calibration) on 1.png: {psnr:.1f} dB vs fp32")
     assert psnr >= 35.0

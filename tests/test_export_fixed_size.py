@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tests.enhancer_testing import llie
 from tests.reference import shared_data_path
-from tests.test_export import _images, _psnr
+from tests.export_testing import psnr_db, random_images, toy  # noqa: F401 (fixture)
 from train import registry
 from train.export import export_savedmodel, export_tflite
 from train.io import read_image
@@ -19,11 +19,6 @@ from train.sizes import parse_size
 from train.tflite import TFLiteEnhancer, calibration_crops
 
 SIZE = (16, 24)
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return registry.get("toy_export").build_enhancer(preset="tiny")
 
 
 def test_parse_size_reads_height_x_width_and_rejects_the_rest():
@@ -37,25 +32,25 @@ def test_fixed_size_savedmodel_takes_that_size_only(toy, tmp_path):
     served = tf.saved_model.load(str(export_savedmodel(toy, tmp_path / "sm", image_size=SIZE))).signatures
     for name in ("serving_default", "serving_uint8"):
         assert served[name].structured_input_signature[1]["image"].shape.as_list() == [None, *SIZE, 3]
-    images = _images((2, *SIZE, 3))
+    images = random_images((2, *SIZE, 3))
     got = served["serving_default"](image=tf.constant(images))["enhanced"].numpy()
     np.testing.assert_allclose(got, toy(images).numpy(), atol=1e-6, rtol=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Shape of tensor"):
-        served["serving_default"](image=tf.constant(_images((1, 16, 25, 3))))
+        served["serving_default"](image=tf.constant(random_images((1, 16, 25, 3))))
 
 
 def test_fixed_size_tflite_runs_that_size_and_names_it_otherwise(toy, tmp_path):
     fixed = TFLiteEnhancer(export_tflite(toy, tmp_path / "fixed.tflite", image_size=SIZE))
     assert fixed.fixed_size == SIZE
     assert TFLiteEnhancer(export_tflite(toy, tmp_path / "any.tflite")).fixed_size is None
-    images = _images((1, *SIZE, 3))
+    images = random_images((1, *SIZE, 3))
     np.testing.assert_allclose(fixed(images), toy(images).numpy(), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match=r"fixed.tflite: exported for 16×24 images .* got 16×25"):
-        fixed(_images((1, 16, 25, 3)))
+        fixed(random_images((1, 16, 25, 3)))
 
 
 def test_calibration_crops_of_a_fixed_shape(toy, tmp_path):
-    images = [_images((30, 40, 3), 0), _images((10, 12, 3), 1)]  # the second is smaller than the shape
+    images = [random_images((30, 40, 3), 0), random_images((10, 12, 3), 1)]  # the second is smaller than the shape
     crops = calibration_crops(images, count=4, shape=(20, 24))
     assert [crop.shape for crop in crops] == [(1, 20, 24, 3)] * 4
     windows = np.lib.stride_tricks.sliding_window_view(images[0], (20, 24, 3))
@@ -65,8 +60,8 @@ def test_calibration_crops_of_a_fixed_shape(toy, tmp_path):
     quantized = TFLiteEnhancer(export_tflite(toy, tmp_path / "q.tflite", quantize="int8", image_size=SIZE,
                                              representative_images=images, calibration_samples=4))
     assert quantized.fixed_size == SIZE and "QUANTIZE" in quantized.ops()
-    sample = _images((1, *SIZE, 3), seed=5)
-    assert _psnr(quantized(sample), toy(sample).numpy()) >= 30.0
+    sample = random_images((1, *SIZE, 3), seed=5)
+    assert psnr_db(quantized(sample), toy(sample).numpy()) >= 30.0
 
 
 @pytest.fixture(scope="module")

@@ -250,7 +250,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="number of calibration crops, cycling over the images (default: 32)")
     parser.add_argument("--size", type=parse_size, metavar="HxW",
                         help="fix the input at height x width (default: any size): the file then takes that size "
-                             "only, and SCI builds its width-packed convolutions, about a quarter faster on CPU")
+                             "only, and SCI builds its width-packed convolutions, faster on CPU (see bench/README.md)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="where to write: a folder (SavedModel) or a .tflite file; replaced atomically")
 
