@@ -58,8 +58,8 @@ class EnlightenGANEnhancer(keras.Model):
             file to ship with anything exported from them.
     """
 
-    def __init__(self, align_corners: bool = True, generator: Generator | None = None, from_upstream: bool = False,
-                 **kwargs):
+    def __init__(self, align_corners: bool = UPSTREAM_ALIGN_CORNERS, generator: Generator | None = None,
+                 from_upstream: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator if generator is not None else Generator(align_corners, name="generator")
         self.from_upstream = bool(from_upstream)
@@ -111,11 +111,11 @@ def build_enhancer(preset: str | None = None, weights: str | os.PathLike | None 
     if preset is not None:
         raise NotAvailableError(f"enlightengan has no preset '{preset}': no official weights ship with this "
                                 "package; convert the authors' checkpoint with `llie convert enlightengan`")
+    default_mode = UPSTREAM_ALIGN_CORNERS if align_corners is None else align_corners
     if weights is None:
-        return EnlightenGANEnhancer(align_corners=UPSTREAM_ALIGN_CORNERS if align_corners is None else align_corners)
+        return EnlightenGANEnhancer(align_corners=default_mode)
     if not str(weights).endswith(".weights.h5"):
-        mode = UPSTREAM_ALIGN_CORNERS if align_corners is None else align_corners
-        enhancer = EnlightenGANEnhancer(align_corners=mode, from_upstream=True)
+        enhancer = EnlightenGANEnhancer(align_corners=default_mode, from_upstream=True)
         load_generator(enhancer.generator, weights)
         return enhancer
     attributes = read_weights_attributes(weights)

@@ -1,5 +1,6 @@
-"""KinD's three training stages as Keras models with a custom `train_step`, run by `model.fit` on (low, high)
-batches of the paired LOL pipeline (`train.data.paired_dataset`).
+"""KinD's three training stages as Keras models with a custom `train_step`, run by `model.fit`: stage 1 on
+(low, high) batches of the paired LOL pipeline (`train.data.paired_dataset`), stages 2 and 3 on the context
+crops made from it (`kind_tf.context`).
 
 The original trains each network with its own script (github.com/zhangyhuaee/KinD; the scripts are not copied,
 only their behaviour): decomposition_net_train.py → `DecomTrainer`, reflectance_restoration_net_train.py →

@@ -172,13 +172,9 @@ def test_failing_save_keeps_the_previous_checkpoint(tmp_path):
     assert temp_files(tmp_path) == [] and os.listdir(tmp_path) == ["last.weights.h5"]
 
 
-def test_saved_weights_get_ordinary_permissions(tmp_path):
-    previous = os.umask(0o027)  # outputs follow the umask in force when they are written
-    try:
-        path = save_weights_atomically(build_toy(), tmp_path / "final.weights.h5")
-    finally:
-        os.umask(previous)
-    assert os.stat(path).st_mode & 0o777 == 0o666 & ~0o027
+def test_saved_weights_get_ordinary_permissions(tmp_path, umask_027):
+    path = save_weights_atomically(build_toy(), tmp_path / "final.weights.h5")
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask_027
 
 
 def test_weights_paths_must_be_weights_h5(tmp_path):

@@ -228,15 +228,6 @@ def test_unpaired_augmentation_is_upstream_flips_never_a_rotation(tmp_path):
     np.testing.assert_array_equal(plain[1], np.broadcast_to(sources[1], plain[1].shape))
 
 
-def test_unpaired_b_larger_than_a_wraps_a(tmp_path):
-    save(tmp_path / "low" / "0.png", coded_image(0, (8, 8)))
-    for index in range(1, 4):
-        save(tmp_path / "normal" / f"{index}.png", coded_image(index, (8, 8)))
-    epoch = _batches(data.unpaired_dataset(tmp_path / "low", tmp_path / "normal", patch_size=8, batch_size=3,
-                                           repeat=False), 5)
-    assert len(epoch) == 1 and _identity_codes(epoch[0][0]).tolist() == [0, 0, 0]
-
-
 def test_low_only_whole_images_and_patches(tmp_path):
     images = real_low_images(2, (10, 14))
     for index, image in enumerate(images):

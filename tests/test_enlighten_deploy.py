@@ -28,7 +28,7 @@ from train.tiling import enhance_tiled
 SIZES = ((52, 75), (64, 96), (17, 2209))
 
 
-def _low_light(height: int, width: int, seed: int = 0) -> np.ndarray:
+def _low_light(height: int, width: int) -> np.ndarray:
     """(1, H, W, 3) float32: a dark crop of a real e2e image, tiled to the size."""
     image = read_image(sorted((reference_path("enlightengan", "e2e") / "inputs").glob("*.png"))[0])
     reps = (-(-height // image.shape[0]), -(-width // image.shape[1]), 1)

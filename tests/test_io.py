@@ -5,6 +5,7 @@ import struct
 import threading
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -339,14 +340,6 @@ def test_refuses_to_overwrite_a_protected_input(tmp_path):
     assert source.read_bytes() == before
 
 
-@pytest.fixture
-def umask_027():
-    """The process umask set to 0o027 for one test (outputs must follow the umask in force when they are written)."""
-    previous = os.umask(0o027)
-    yield 0o027
-    os.umask(previous)
-
-
 def test_written_file_gets_ordinary_permissions(tmp_path, umask_027):
     write_image(tmp_path / "p.png", np.zeros((2, 2, 3)))
     assert os.stat(tmp_path / "p.png").st_mode & 0o777 == 0o666 & ~umask_027 == 0o640
@@ -366,6 +359,27 @@ def test_atomic_output_replaces_a_folder_whole_and_leaves_nothing_on_failure(tmp
             (tmp / "half.txt").write_text("half")
             raise RuntimeError("crash")
     assert os.listdir(target) == ["new.txt"] and os.listdir(target.parent) == ["model"]
+
+
+def test_atomic_output_puts_the_old_folder_back_when_the_new_one_cannot_move_in(tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    real_replace, calls = os.replace, []
+
+    def second_rename_fails(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_rename_fails)
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_output(target) as tmp:
+            tmp.mkdir()
+            (tmp / "new.txt").write_text("new")
+    assert len(calls) == 3 and calls[2][1] == "model"  # old aside, new in (fails), old back
+    assert os.listdir(target) == ["old.txt"] and os.listdir(tmp_path) == ["model"]
 
 
 def test_grey_and_single_channel_shapes(tmp_path):

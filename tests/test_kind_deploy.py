@@ -15,7 +15,6 @@ import tensorflow as tf
 from PIL import Image
 
 from kind_tf.convert import convert_all
-from kind_tf.pipeline import KinD
 from kind_tf.spec import SPEC
 from tests.enhancer_testing import llie, llie_peak_rss
 from tests.reference import reference_path, shared_data_path
@@ -38,8 +37,13 @@ RECEPTIVE_RADIUS = 112
 DEFAULT_OVERLAP = 96
 
 
-def _e2e_image(name: str) -> np.ndarray:
-    return read_image(reference_path("kind", "e2e") / "inputs" / name)
+def _e2e_names() -> list[str]:
+    """The e2e fixture's input file names, in order."""
+    return sorted(path.name for path in (reference_path("kind", "e2e") / "inputs").glob("*.png"))
+
+
+def _e2e_image(index: int) -> np.ndarray:
+    return read_image(reference_path("kind", "e2e") / "inputs" / _e2e_names()[index])
 
 
 # === Fixtures ===
@@ -65,7 +69,7 @@ def deployed(tmp_path_factory):
 
 def _test_crops() -> list[np.ndarray]:
     """Real-image crops (1, H, W, 3) of each test size, darkened to a low-light range."""
-    image = _e2e_image("dicm_08.png")
+    image = _e2e_image(1)
     return [0.3 * image[None, 100:100 + h, 200:200 + w] for h, w in SIZES]
 
 
@@ -170,7 +174,7 @@ def test_output_shifts_with_the_input_only_by_multiples_of_16(kind):
     # Why tiles must start on the pooling grid: the same content at an offset of 16 px gives the same output
     # (away from the borders); at an offset of 8 px the pooling windows pair other pixels and the output changes.
     size, largest = 272, POOLING_GRID
-    prepared, kwargs = SPEC.prepare_for_tiling(_e2e_image("dicm_01.png")[:size + largest, :size + largest],
+    prepared, kwargs = SPEC.prepare_for_tiling(_e2e_image(0)[:size + largest, :size + largest],
                                                ratio=5.0)
     # Compared where every crop is farther than the receptive radius from its borders: [128, 160)² of the image.
     first, last = RECEPTIVE_RADIUS + largest, size - RECEPTIVE_RADIUS
@@ -184,11 +188,11 @@ def test_output_shifts_with_the_input_only_by_multiples_of_16(kind):
 
 @pytest.fixture(scope="module")
 def e2e_whole(kind):
-    """"whole": the real 600×450 e2e image (neither side a multiple of 16); "crop": its 448×448 middle, where
-    the old geometry (last tile pulled back to the border) happened to stay on the grid → (image, whole-image
-    output at ratio 5)."""
-    image = _e2e_image("dicm_01.png")
-    assert image.shape == (600, 450, 3)
+    """"whole": the first real e2e image (600×450 here: neither side a multiple of 16); "crop": a 448×448
+    window of it, where the old geometry (last tile pulled back to the border) happened to stay on the grid →
+    (image, whole-image output at ratio 5)."""
+    image = _e2e_image(0)
+    assert image.shape[0] >= 528 and image.shape[1] >= 448 and image.shape[0] % 16 and image.shape[1] % 16
     images = {"whole": image, "crop": image[80:528, :448]}
     return {name: (image, kind(image[None], ratio=np.array([5.0], np.float32)).numpy()[0])
             for name, image in images.items()}
@@ -227,7 +231,7 @@ def test_unaligned_image_size_tiles_agree_with_whole_image(kind):
     # 264 rows, tile 256: the old geometry put a second tile at 264 − 256 = 8, off the 16-px grid (mean
     # |diff| 8.1e-3 away from the seam). On the grid, a tile may run up to 15 px past `tile` to the border,
     # so this is one 264-row tile: whole-image inference.
-    image = _e2e_image("dicm_01.png")[:264, :256]
+    image = _e2e_image(0)[:264, :256]
     assert tile_spans(264, 256, 64, POOLING_GRID) == [(0, 264)]
     whole = kind(image[None], ratio=np.array([5.0], np.float32)).numpy()[0]
     np.testing.assert_allclose(_tiled(kind, image, 256, 64), whole, atol=1e-6, rtol=0)
@@ -236,7 +240,7 @@ def test_unaligned_image_size_tiles_agree_with_whole_image(kind):
 @pytest.fixture(scope="module")
 def tall_image() -> np.ndarray:
     """1080×96 of a real photo (the e2e image resized to 1080 rows): not a multiple of 16 tall (67.5 × 16)."""
-    image = Image.fromarray(to_uint8(_e2e_image("dicm_08.png"))).resize((810, 1080), Image.BICUBIC)
+    image = Image.fromarray(to_uint8(_e2e_image(1))).resize((810, 1080), Image.BICUBIC)
     return 0.4 * (np.asarray(image, np.float32)[:, 300:396] / 255.0)
 
 
@@ -272,7 +276,7 @@ def test_cli_tiles_1080_rows_with_the_default_overlap_within_the_stated_bound(de
 @pytest.mark.slow
 def test_4k_image_tiled_enhance_stays_under_2gb(deployed, tmp_path):
     # A 3840×2160 real photo (the e2e image resized), through the installed CLI in a child process.
-    image = Image.fromarray(to_uint8(_e2e_image("dicm_08.png"))).resize((3840, 2160), Image.BICUBIC)
+    image = Image.fromarray(to_uint8(_e2e_image(1))).resize((3840, 2160), Image.BICUBIC)
     source = tmp_path / "uhd.png"
     image.save(source)
     status, err, peak = llie_peak_rss("enhance", source, "-o", tmp_path / "out", "--model", "kind", "--weights",
@@ -286,9 +290,9 @@ def test_4k_image_tiled_enhance_stays_under_2gb(deployed, tmp_path):
 
 
 def test_evaluate_gt_ratio_psnr_equals_direct_computation(kind, deployed, tmp_path, capsys):
-    names = ("dicm_01.png", "dicm_08.png")
-    for name in names:
-        image = _e2e_image(name)
+    names = _e2e_names()[:2]
+    for index, name in enumerate(names):
+        image = _e2e_image(index)
         height, width = (96, 72) if image.shape[0] > image.shape[1] else (64, 96)
         low = np.asarray(Image.fromarray(to_uint8(image)).resize((width, height), Image.LANCZOS)) / 255.0
         for folder, picture in zip(("low", "high"), (low, np.sqrt(low))):  # high: a gamma-brightened copy
@@ -302,8 +306,7 @@ def test_evaluate_gt_ratio_psnr_equals_direct_computation(kind, deployed, tmp_pa
     printed = {line.split()[0]: float(line.split()[1]) for line in lines[1:]}
     # evaluate_LOLdataset.py: ratio from the ground truth's illumination, output restored·adjusted (LOL mode),
     # on the same networks as the evaluate.py-mode model the weights load into.
-    lol = KinD(mode="lol", decom_net=kind.decom_net, restoration_net=kind.restoration_net,
-               adjust_net=kind.adjust_net)
+    lol = kind.with_mode("lol")
 
     def psnr_8bit(model, low, high, ratio):
         output = to_uint8(model(low, ratio=ratio).numpy(), "round").astype(np.float64) / 255.0

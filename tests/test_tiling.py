@@ -85,7 +85,9 @@ def test_geometry_covers_every_pixel_on_the_grid_with_weights_summing_to_one(ali
         for tile in range(3, 36):
             for overlap in range(0, (tile // alignment * alignment - alignment) // 2 + 1):
                 spans = tile_spans(length, tile, overlap, alignment)
-                weights = axis_weights(length, tile, overlap, alignment)
+                weighted = axis_weights(length, tile, overlap, alignment)
+                assert [span for span, _ in weighted] == spans
+                weights = [weight for _, weight in weighted]
                 size = tile // alignment * alignment
                 assert spans[0][0] == 0 and spans[-1][1] == length
                 total = np.zeros(length)

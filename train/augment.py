@@ -73,8 +73,8 @@ def crop_and_augment(images: tuple[tf.Tensor, ...], key: tf.Tensor, patch_size: 
     if augment:
         k = random_dihedral_k(key)
         images = tuple(dihedral(image, k) for image in images)
-    if patch_size is not None:
-        images = tuple(tf.ensure_shape(image, (patch_size, patch_size, 3)) for image in images)
+        if patch_size is not None:  # a rotation by a random k·90° loses the static (square) shape
+            images = tuple(tf.ensure_shape(image, (patch_size, patch_size, 3)) for image in images)
     return images
 
 

@@ -1,5 +1,5 @@
 """Callbacks every trainer shares: TensorBoard sample images, atomic weight checkpoints, resume after a crash;
-and the project's one way to write, read and load a `.weights.h5` file.
+and the `.weights.h5` helpers (atomic save, checked load, attributes) that trainers, converters and presets use.
 
 `training_callbacks(run_dir, ...)` assembles the standard list that `train.fit.run_training` hands to
 `model.fit`; the classes are usable on their own.

@@ -24,7 +24,7 @@ from train import registry
 from train.errors import LLIEError, NotAvailableError
 from train.folders import list_images
 from train.io import is_image_path, read_image, write_image
-from train.tiling import check_tiling
+from train.tiling import check_tiling, enhance_tiled
 
 DEFAULT_MODEL = "sci"
 
@@ -59,11 +59,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     overlaps = "; ".join(f"{spec.name} {spec.tile_overlap}" for spec in specs)
     group.add_argument("--tile-overlap", type=int, metavar="PX",
                        help="pixels of context each tile reads past a seam, per side (default: the model's, "
-                            f"from its receptive field: {overlaps}); kind's 96 keeps 8-bit tiled outputs within "
-                            "2 grey levels of one whole-image pass in our tests (64: up to 8); enlightengan's 96 "
-                            "leaves up to 9 %% of the pixels more than 1 level off (32: up to 34 %%) with the "
-                            "authors' align_corners=True upsampling, which is not shift-invariant, so no overlap "
-                            "makes its tiles exact")
+                            f"from its receptive field: {overlaps}; how close tiled output stays to a whole-image "
+                            "pass: README, --tile)")
     extras: dict[str, tuple[registry.ExtraInput, list[str]]] = {}
     for spec in specs:
         for extra in spec.extra_inputs:
@@ -124,8 +121,6 @@ class ModelRunner:
         """Enhance one image (H, W, 3); `extras` overrides the per-image scalars (floats or 1-element arrays)."""
         values = {**self.extras, **(extras or {})}
         if self.tile:
-            from train.tiling import enhance_tiled
-
             return enhance_tiled(self.run_batch, image, tile=self.tile, overlap=self.tile_overlap,
                                  alignment=self.spec.tile_alignment, extras=values,
                                  prepare=self.spec.prepare_for_tiling, finish=self.spec.finish_tiling)

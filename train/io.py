@@ -212,9 +212,11 @@ def _remove(path: Path) -> None:
 @contextlib.contextmanager
 def atomic_output(target: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """Yields a fresh temporary path beside `target` (its folder is created; the path itself is not) for the
-    caller to write a file or a folder at; on leaving the block it replaces `target` (file or folder), so a
-    reader sees the old version or the new one, never half of one. On an exception nothing is replaced, the
-    temporary is removed and the exception propagates.
+    caller to write a file or a folder at; on leaving the block it replaces `target`, so a reader never sees half
+    of one: a file is replaced in one rename; a folder (which cannot be renamed over another) in two, the old one
+    moved aside first, so for that instant the path is absent, and if the second rename fails the old folder is
+    moved back. On an exception in the block nothing is replaced, the temporary is removed and the exception
+    propagates.
 
     The caller creates the temporary with plain open()/mkdir() (not mkstemp/mkdtemp), so the output gets the
     usual permissions (0o666/0o777 minus the umask) rather than owner-only ones. `suffix` ends the temporary's
@@ -228,7 +230,11 @@ def atomic_output(target: str | os.PathLike, *, suffix: str = "") -> Iterator[Pa
         if target.is_dir() and not target.is_symlink():
             old = _sibling(target)
             os.replace(target, old)  # a folder cannot be renamed over a folder: the old copy goes last
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                os.replace(old, target)
+                raise
             shutil.rmtree(old)
         else:
             os.replace(tmp, target)

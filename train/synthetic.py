@@ -97,10 +97,19 @@ class SyntheticLOL:
     skipped: list[Path]
 
 
+def check_eval_fraction(value: float) -> float:
+    """`value` when it is a valid evaluation fraction, in [0, 1); `ValueError` otherwise."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"must be in [0, 1), got {value:g}")
+    return value
+
+
 def _split(sources: list[Path], eval_fraction: float, seed: int) -> set[Path]:
     """The sources of the evaluation split: round(n·fraction) of them (at least 1), chosen by the seed."""
-    if not 0.0 <= eval_fraction < 1.0:
-        raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+    try:
+        check_eval_fraction(eval_fraction)
+    except ValueError as err:
+        raise ValueError(f"eval_fraction {err}") from None
     if eval_fraction == 0.0:
         return set()
     if len(sources) < 2:
@@ -169,9 +178,10 @@ def make_synthetic_lol(
 
 def _fraction(text: str) -> float:
     value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value:g}")
-    return value
+    try:
+        return check_eval_fraction(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 class _Range(argparse.Action):

@@ -63,8 +63,10 @@ def tile_spans(length: int, tile: int, overlap: int, alignment: int = 1) -> list
     return [(start, start + size) for start in starts[:-1]] + [(last, length)]
 
 
-def axis_weights(length: int, tile: int, overlap: int, alignment: int = 1) -> list[np.ndarray]:
-    """Per tile along one axis, its blend weight (float64, the tile's own length), normalised to sum 1 per pixel."""
+def axis_weights(length: int, tile: int, overlap: int,
+                 alignment: int = 1) -> list[tuple[tuple[int, int], np.ndarray]]:
+    """Per tile along one axis, ((start, end) as `tile_spans`, its blend weight): float64, the tile's own
+    length, normalised to sum 1 per pixel."""
     spans = tile_spans(length, tile, overlap, alignment)
     weights = []
     for start, end in spans:
@@ -81,7 +83,7 @@ def axis_weights(length: int, tile: int, overlap: int, alignment: int = 1) -> li
         total[start:end] += weight
     if total.min() <= 0.0:  # cannot happen when tiles share ≥ 2·overlap pixels; guards the geometry above
         raise AssertionError(f"tiling leaves pixels uncovered (length={length}, tile={tile}, overlap={overlap})")
-    return [weight / total[start:end] for (start, end), weight in zip(spans, weights)]
+    return [((start, end), weight / total[start:end]) for (start, end), weight in zip(spans, weights)]
 
 
 def _as_batch_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,8 +151,8 @@ def _blend_tiles(run: Callable[..., np.ndarray], image: np.ndarray, kwargs: Mapp
                  overlap: int, alignment: int) -> np.ndarray:
     """`run` on each tile of (H, W, 3) `image`, blended by the tiles' weights → float32 (H, W, 3)."""
     height, width = image.shape[:2]
-    rows = list(zip(tile_spans(height, tile, overlap, alignment), axis_weights(height, tile, overlap, alignment)))
-    cols = list(zip(tile_spans(width, tile, overlap, alignment), axis_weights(width, tile, overlap, alignment)))
+    rows = axis_weights(height, tile, overlap, alignment)
+    cols = axis_weights(width, tile, overlap, alignment)
     if len(rows) == 1 and len(cols) == 1:
         return run(image[None], **kwargs)[0]
     output = np.zeros(image.shape, np.float64)  # float64: blending identical tile values gives them back
